@@ -1,0 +1,894 @@
+/*
+ * pyrt-init: the child side of pyrt.
+ *
+ * The Python parent plans; this program executes the plan. It runs as the first process of a
+ * new container (and as the joining process of `pyrt exec`), started from a sealed memfd copy
+ * of itself so that no host file is reachable through /proc/<pid>/exe (CVE-2019-5736). It never
+ * runs Python, so the container is not charged for an interpreter.
+ *
+ *   pyrt-init SYNC_FD PLAN_FD
+ *
+ * SYNC_FD is a SOCK_SEQPACKET socket to the parent, PLAN_FD a memfd holding the plan. The init
+ * waits for "go" on SYNC_FD (the parent first moves it into its cgroups), reads the plan and
+ * executes it step by step. A plan is a sequence of steps, each encoded as NUL-terminated
+ * strings: the step name, the number of arguments, then the arguments (see pyrt/plan.py).
+ *
+ * Messages to the parent (one datagram each, fields NUL-separated):
+ *   "step" INDEX          before executing step INDEX, when tracing
+ *   "pid" PID             after a fork into a joined pid namespace: the process that goes on
+ *   "ready"               set-up done, about to wait for `start`
+ *   "error" INDEX ERRNO DETAIL   step INDEX failed (ERRNO 0: DETAIL says it all); the process exits
+ * A successful execve closes SYNC_FD (it is close-on-exec): the parent reads end-of-file.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/magic.h>
+#include <linux/mount.h>
+#include <net/if.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
+#include <termios.h>
+#include <unistd.h>
+
+#define MAX_STEPS 4096
+#define MAX_ARGS 4096
+#define IN_ROOT (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
+#define NO_LINKS (RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
+
+struct step {
+	const char *op;
+	int argc;
+	char **argv;
+};
+
+static struct {
+	int sync;            /* socket to the parent; -1 once it is gone */
+	int root;            /* O_PATH fd of the container's root directory */
+	int trace;           /* send "step" messages */
+	int index;           /* the step being executed */
+	char exe[PATH_MAX];  /* set by resolve-exec, used by exec */
+} ctx = { .sync = -1, .root = -1 };
+
+/* ------------------------------------------------------------------ reporting */
+
+static void send_msg(const char *a, const char *b, const char *c, const char *d)
+{
+	char buf[8192];
+	size_t n = 0;
+	const char *parts[] = { a, b, c, d };
+	if (ctx.sync < 0)
+		return;
+	for (int i = 0; i < 4 && parts[i]; i++) {
+		size_t len = strnlen(parts[i], sizeof buf - n - 1);
+		memcpy(buf + n, parts[i], len);
+		n += len;
+		buf[n++] = '\0';
+		if (n >= sizeof buf - 1)
+			break;
+	}
+	if (send(ctx.sync, buf, n, MSG_NOSIGNAL) < 0)
+		ctx.sync = -1;   /* the parent has gone (create returned): nobody to tell */
+}
+
+/* Report the failure of the current step and end the process. */
+static void __attribute__((noreturn)) fail(int err, const char *fmt, ...)
+{
+	char idx[16], num[16], detail[4096] = "";
+	if (fmt) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(detail, sizeof detail, fmt, ap);
+		va_end(ap);
+	}
+	snprintf(idx, sizeof idx, "%d", ctx.index);
+	snprintf(num, sizeof num, "%d", err);
+	if (ctx.sync >= 0) {
+		send_msg("error", idx, num, detail);
+	} else {
+		/* After `create` returned nobody listens: the container's stderr is the only place. */
+		dprintf(2, "pyrt-init: step %s: %s%s%s\n", idx, detail, err && *detail ? ": " : "", err ? strerror(err) : "");
+	}
+	_exit(err == ENOENT || !err ? 127 : err == EACCES ? 126 : 1);
+}
+
+#define CHECK(expr) do { if ((expr) < 0) fail(errno, NULL); } while (0)
+
+/* ------------------------------------------------------------------ small helpers */
+
+static long long num(const char *s)
+{
+	char *end;
+	errno = 0;
+	long long v = strtoll(s, &end, 0);
+	if (errno || *end || end == s)
+		fail(EINVAL, "bad number in plan: \"%s\"", s);
+	return v;
+}
+
+static int openat2_(int dirfd, const char *path, int flags, unsigned long long resolve)
+{
+	struct open_how how = { .flags = (unsigned long long)(flags | O_CLOEXEC), .resolve = resolve };
+	if (flags & O_CREAT)
+		how.mode = 0644;
+	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+}
+
+/* Paths in the plan are absolute inside the container; make them relative to the root fd. */
+static const char *rel(const char *path)
+{
+	while (*path == '/')
+		path++;
+	return *path ? path : ".";
+}
+
+static void fdpath(char *buf, size_t size, int fd)
+{
+	snprintf(buf, size, "/proc/self/fd/%d", fd);
+}
+
+/*
+ * Open PATH inside the root without ever leaving it (RESOLVE_IN_ROOT), creating missing
+ * directories on the way. With create == 'f' the last component is created as an empty file.
+ * Each component is created with mkdirat() on a verified parent fd, so a racing symlink swap
+ * cannot redirect the creation outside the root (CVE-2024-45310).
+ */
+static int open_in_root(const char *path, int flags, unsigned long long resolve, int create)
+{
+	char buf[PATH_MAX];
+	const char *r = rel(path);
+	int fd = openat2_(ctx.root, r, flags, resolve);
+	if (fd >= 0 || errno != ENOENT || !create)
+		return fd;
+	if (strlen(r) >= sizeof buf) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(buf, r);
+	int parent = openat2_(ctx.root, ".", O_PATH | O_DIRECTORY, resolve);
+	if (parent < 0)
+		return -1;
+	char *comp = buf;
+	for (;;) {
+		char *slash = strchr(comp, '/');
+		int last = slash == NULL;
+		if (slash)
+			*slash = '\0';
+		if (*comp == '\0' || strcmp(comp, ".") == 0) {
+			if (last)
+				return parent;
+			comp = slash + 1;
+			continue;
+		}
+		/* resolve the prefix again from the root: symlinks stay inside the root */
+		int next = openat2_(ctx.root, buf, last ? flags : O_PATH | O_DIRECTORY, resolve);
+		if (next < 0 && errno == ENOENT) {
+			int rc;
+			if (last && create == 'f') {
+				rc = openat2_(parent, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, RESOLVE_BENEATH);
+				if (rc >= 0)
+					close(rc);
+			} else {
+				rc = mkdirat(parent, comp, 0755);
+			}
+			if (rc < 0 && errno != EEXIST) {
+				close(parent);
+				return -1;
+			}
+			next = openat2_(ctx.root, buf, last ? flags : O_PATH | O_DIRECTORY, resolve);
+		}
+		close(parent);
+		if (next < 0 || last)
+			return next;
+		parent = next;
+		*slash = '/';
+		comp = slash + 1;
+	}
+}
+
+/* Open the parent directory of PATH inside the root (no symlinks) and return the last name. */
+static int open_parent(const char *path, const char **base)
+{
+	static char buf[PATH_MAX];
+	snprintf(buf, sizeof buf, "%s", rel(path));
+	char *slash = strrchr(buf, '/');
+	if (!slash) {
+		*base = buf;
+		return openat2_(ctx.root, ".", O_PATH | O_DIRECTORY, NO_LINKS);
+	}
+	*slash = '\0';
+	*base = slash + 1;
+	return open_in_root(buf, O_PATH | O_DIRECTORY, NO_LINKS, 'd');
+}
+
+/* The container's /dev/null, verified to be the null device, to mask files with. */
+static int dev_null(void)
+{
+	struct stat st;
+	int fd = open_in_root("/dev/null", O_PATH, NO_LINKS, 0);
+	if (fd < 0)
+		fail(errno, "open /dev/null in the container");
+	if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+		fail(EPERM, "/dev/null in the container is not the null device");
+	return fd;
+}
+
+/* The per-mount flags of the mount FD is on, to keep them when only adding a flag. */
+static unsigned long mount_flags(int fd)
+{
+	static const struct { unsigned long st, ms; } map[] = {
+		{ ST_RDONLY, MS_RDONLY }, { ST_NOSUID, MS_NOSUID }, { ST_NODEV, MS_NODEV },
+		{ ST_NOEXEC, MS_NOEXEC }, { ST_NOATIME, MS_NOATIME }, { ST_NODIRATIME, MS_NODIRATIME },
+		{ ST_RELATIME, MS_RELATIME },
+	};
+	struct statvfs sv;
+	unsigned long flags = 0;
+	if (fstatvfs(fd, &sv) < 0)
+		return 0;
+	for (size_t i = 0; i < sizeof map / sizeof *map; i++)
+		if (sv.f_flag & map[i].st)
+			flags |= map[i].ms;
+	return flags;
+}
+
+/* ------------------------------------------------------------------ steps */
+
+/* setns FD NSTYPE: join a namespace (an ns fd, or a pidfd with several CLONE_NEW* flags). */
+static void step_setns(char **a)
+{
+	int fd = (int)num(a[0]);
+	CHECK(setns(fd, (int)num(a[1])));
+	close(fd);
+}
+
+/* unshare FLAGS: e.g. the cgroup namespace, once the parent has placed us in our cgroups. */
+static void step_unshare(char **a)
+{
+	CHECK(unshare((int)num(a[0])));
+}
+
+/*
+ * fork: after joining a pid namespace only children are inside it. The child goes on with the
+ * plan as a sibling of this process (CLONE_PARENT), so the parent pyrt can wait for it; this
+ * process tells the parent the new pid and exits.
+ */
+static void step_fork(char **a)
+{
+	(void)a;
+	long pid = syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, 0, 0, 0);
+	CHECK(pid);
+	if (pid > 0) {
+		char s[24];
+		snprintf(s, sizeof s, "%ld", pid);
+		send_msg("pid", s, NULL, NULL);
+		_exit(0);
+	}
+}
+
+/* propagation TARGET FLAGS: mount(NULL, TARGET, NULL, FLAGS) in this mount namespace. */
+static void step_propagation(char **a)
+{
+	CHECK(mount(NULL, a[0], NULL, (unsigned long)num(a[1]), NULL));
+}
+
+/* root PATH: bind the rootfs onto itself (pivot_root needs a mount point) and keep an fd. */
+static void step_root(char **a)
+{
+	CHECK(mount(a[0], a[0], NULL, MS_BIND | MS_REC, NULL));
+	ctx.root = open(a[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(ctx.root);
+}
+
+/* Reopen DEST (to reach the mount just made on it) and set its flags or propagation; with
+ * ADD the mount's current flags are kept. */
+static void remount_fd(const char *dest, unsigned long long resolve, unsigned long flags, int add)
+{
+	char p[64];
+	int fd = open_in_root(dest, O_PATH, resolve, 0);
+	CHECK(fd);
+	fdpath(p, sizeof p, fd);
+	if (flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE | MS_REC))
+		CHECK(mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags | (add ? mount_flags(fd) : 0), NULL));
+	else
+		CHECK(mount(NULL, p, NULL, flags, NULL));
+	close(fd);
+}
+
+/*
+ * mount SOURCE DEST FSTYPE FLAGS PROPAGATION DATA NOSYMLINKS ATTR_SET ATTR_CLR
+ * DEST is opened inside the root by fd and the mount lands on /proc/self/fd/N, so no symlink
+ * swap can redirect it (CVE-2021-30465). Bind sources that are files get a file destination.
+ * ATTR_SET/ATTR_CLR are recursive mount attributes (rro, rnosuid, ...) set with mount_setattr.
+ */
+static void step_mount(char **a)
+{
+	const char *src = a[0], *dest = a[1], *type = a[2], *data = a[5];
+	unsigned long flags = (unsigned long)num(a[3]), prop = (unsigned long)num(a[4]);
+	unsigned long long resolve = num(a[6]) ? NO_LINKS : IN_ROOT;
+	unsigned long long attr_set = (unsigned long long)num(a[7]), attr_clr = (unsigned long long)num(a[8]);
+	char sp[64], dp[64];
+	int srcfd = -1, create = 'd';
+
+	if (flags & MS_BIND) {
+		struct stat st;
+		srcfd = open(src, O_PATH | O_CLOEXEC);
+		if (srcfd < 0)
+			fail(errno, "bind source %s", src);
+		CHECK(fstat(srcfd, &st));
+		if (!S_ISDIR(st.st_mode))
+			create = 'f';
+	}
+	int dst = open_in_root(dest, O_PATH, resolve, create);
+	if (dst < 0)
+		fail(errno, "mount destination %s", dest);
+	struct stat dt;
+	CHECK(fstat(dst, &dt));
+	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
+		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
+	fdpath(dp, sizeof dp, dst);
+	if (srcfd >= 0) {
+		fdpath(sp, sizeof sp, srcfd);
+		CHECK(mount(sp, dp, NULL, MS_BIND | (flags & MS_REC), NULL));
+		close(srcfd);
+		if (flags & ~(MS_BIND | MS_REC))
+			remount_fd(dest, resolve, flags & ~(MS_BIND | MS_REC), 0);
+	} else {
+		CHECK(mount(src, dp, type, flags, *data ? data : NULL));
+	}
+	close(dst);
+	if (prop)
+		remount_fd(dest, resolve, prop, 0);
+	if (attr_set || attr_clr) {
+		struct mount_attr attr = { .attr_set = attr_set, .attr_clr = attr_clr };
+		int fd = open_in_root(dest, O_PATH, resolve, 0);
+		CHECK(fd);
+		CHECK(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr));
+		close(fd);
+	}
+}
+
+/* remount DEST FLAGS: change the flags of the mount at DEST (e.g. make it read-only). */
+static void step_remount(char **a)
+{
+	remount_fd(a[0], IN_ROOT, (unsigned long)num(a[1]), 1);
+}
+
+/* mkdir PATH: create a directory (and its parents) inside the root. */
+static void step_mkdir(char **a)
+{
+	int fd = open_in_root(a[0], O_PATH | O_DIRECTORY, IN_ROOT, 'd');
+	CHECK(fd);
+	close(fd);
+}
+
+/* mknod PATH TYPE(c|b|p) MAJOR MINOR MODE UID GID: a device node in the container's /dev. */
+static void step_mknod(char **a)
+{
+	const char *base;
+	mode_t mode = (mode_t)num(a[4]);
+	mode |= a[1][0] == 'b' ? S_IFBLK : a[1][0] == 'p' ? S_IFIFO : S_IFCHR;
+	int dir = open_parent(a[0], &base);
+	CHECK(dir);
+	if (mknodat(dir, base, mode, makedev(num(a[2]), num(a[3]))) < 0) {
+		struct stat st;
+		/* an image may ship the node already: keep it only if it is the same device */
+		if (errno != EEXIST || fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (st.st_mode & S_IFMT) != (mode & S_IFMT) || st.st_rdev != makedev(num(a[2]), num(a[3])))
+			fail(errno ? errno : EEXIST, NULL);
+	}
+	CHECK(fchownat(dir, base, (uid_t)num(a[5]), (gid_t)num(a[6]), AT_SYMLINK_NOFOLLOW));
+	CHECK(fchmodat(dir, base, mode & 07777, 0));
+	close(dir);
+}
+
+/* symlink TARGET PATH */
+static void step_symlink(char **a)
+{
+	const char *base;
+	char have[PATH_MAX];
+	int dir = open_parent(a[1], &base);
+	CHECK(dir);
+	if (symlinkat(a[0], dir, base) < 0) {
+		ssize_t n = readlinkat(dir, base, have, sizeof have - 1);
+		if (errno != EEXIST || n < 0 || (have[n] = '\0', strcmp(have, a[0]) != 0))
+			fail(errno == EINVAL ? EEXIST : errno, NULL);
+	}
+	close(dir);
+}
+
+/* mask PATH: hide a path: files under the container's /dev/null, directories under an empty
+ * read-only tmpfs. The /dev/null used is verified through its fd (CVE-2025-31133). */
+static void step_mask(char **a)
+{
+	char p[64], np[64];
+	struct stat st;
+	int fd = open_in_root(a[0], O_PATH, NO_LINKS, 0);
+	if (fd < 0 && errno == ENOENT)
+		return;
+	CHECK(fd);
+	CHECK(fstat(fd, &st));
+	fdpath(p, sizeof p, fd);
+	if (S_ISDIR(st.st_mode)) {
+		CHECK(mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555"));
+	} else {
+		int null = dev_null();
+		fdpath(np, sizeof np, null);
+		CHECK(mount(np, p, NULL, MS_BIND, NULL));
+		close(null);
+	}
+	close(fd);
+}
+
+/* readonly PATH: bind PATH onto itself, then make that bind read-only. */
+static void step_readonly(char **a)
+{
+	char p[64];
+	int fd = open_in_root(a[0], O_PATH, IN_ROOT, 0);
+	if (fd < 0 && errno == ENOENT)
+		return;
+	CHECK(fd);
+	fdpath(p, sizeof p, fd);
+	CHECK(mount(p, p, NULL, MS_BIND | MS_REC, NULL));
+	close(fd);
+	remount_fd(a[0], IN_ROOT, MS_RDONLY, 1);
+}
+
+/*
+ * console SOCKET_FD ROWS COLS: allocate the container's terminal in its own devpts, send the
+ * master to the console socket (runc's protocol: SCM_RIGHTS, payload = the pty's name), bind
+ * the slave on /dev/console and make it our controlling terminal and stdio. The slave is
+ * opened with TIOCGPTPEER, never by path (CVE-2025-52565).
+ */
+static void step_console(char **a)
+{
+	int sock = (int)num(a[0]), n, unlock = 0;
+	struct statfs sf;
+	char name[32], cp[64];
+	int master = open_in_root("/dev/pts/ptmx", O_RDWR | O_NOCTTY, NO_LINKS, 0);
+	if (master < 0)
+		fail(errno, "open /dev/pts/ptmx in the container");
+	CHECK(fstatfs(master, &sf));
+	if (sf.f_type != DEVPTS_SUPER_MAGIC)
+		fail(EPERM, "/dev/pts/ptmx in the container is not on devpts");
+	CHECK(ioctl(master, TIOCSPTLCK, &unlock));
+	CHECK(ioctl(master, TIOCGPTN, &n));
+	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	CHECK(slave);
+	if (num(a[1]) > 0 || num(a[2]) > 0) {
+		struct winsize ws = { .ws_row = (unsigned short)num(a[1]), .ws_col = (unsigned short)num(a[2]) };
+		CHECK(ioctl(master, TIOCSWINSZ, &ws));
+	}
+	snprintf(name, sizeof name, "/dev/pts/%d", n);
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = name, .iov_len = strlen(name) };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &master, sizeof(int));
+	if (sendmsg(sock, &msg, MSG_NOSIGNAL) < 0)
+		fail(errno, "send the terminal to the console socket");
+	close(master);
+	close(sock);
+	int con = open_in_root("/dev/console", O_PATH, NO_LINKS, 'f');
+	if (con < 0)
+		fail(errno, "create /dev/console");
+	char sp[64];
+	fdpath(sp, sizeof sp, slave);
+	fdpath(cp, sizeof cp, con);
+	CHECK(mount(sp, cp, NULL, MS_BIND, NULL));
+	close(con);
+	CHECK(setsid());
+	CHECK(ioctl(slave, TIOCSCTTY, 0));
+	for (int i = 0; i < 3; i++)
+		CHECK(dup2(slave, i));
+	close(slave);
+}
+
+/* pivot-root: make the root the container's "/" (pivot_root(2): ".", "." then detach). */
+static void step_pivot_root(char **a)
+{
+	(void)a;
+	CHECK(fchdir(ctx.root));
+	CHECK(syscall(SYS_pivot_root, ".", "."));
+	CHECK(mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL));
+	CHECK(umount2(".", MNT_DETACH));
+	CHECK(chdir("/"));
+	close(ctx.root);
+	ctx.root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(ctx.root);
+}
+
+/* move-root: --no-pivot: move the rootfs mount onto "/" and chroot into it. */
+static void step_move_root(char **a)
+{
+	(void)a;
+	CHECK(fchdir(ctx.root));
+	CHECK(mount(".", "/", NULL, MS_MOVE, NULL));
+	CHECK(chroot("."));
+	CHECK(chdir("/"));
+	close(ctx.root);
+	ctx.root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(ctx.root);
+}
+
+/* lo-up: a new network namespace starts with its loopback down. */
+static void step_lo_up(char **a)
+{
+	(void)a;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strcpy(ifr.ifr_name, "lo");
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	CHECK(s);
+	CHECK(ioctl(s, SIOCGIFFLAGS, &ifr));
+	ifr.ifr_flags |= IFF_UP;
+	CHECK(ioctl(s, SIOCSIFFLAGS, &ifr));
+	close(s);
+}
+
+static void step_hostname(char **a) { CHECK(sethostname(a[0], strlen(a[0]))); }
+static void step_domainname(char **a) { CHECK(setdomainname(a[0], strlen(a[0]))); }
+
+/* Write VALUE to a file in the container's procfs, verified to be procfs (CVE-2019-16884). */
+static void write_proc(const char *path, const char *value)
+{
+	struct statfs sf;
+	int fd = open_in_root(path, O_WRONLY, NO_LINKS, 0);
+	if (fd < 0)
+		fail(errno, "open %s", path);
+	if (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)
+		fail(EPERM, "%s is not on procfs", path);
+	if (write(fd, value, strlen(value)) < 0)
+		fail(errno, "write %s", path);
+	close(fd);
+}
+
+/* sysctl PATH VALUE: PATH is /proc/sys/..., already converted by the parent. */
+static void step_sysctl(char **a) { write_proc(a[0], a[1]); }
+
+/* oom-score-adj VALUE: written before the root changes, through the host's /proc. */
+static void step_oom_score_adj(char **a)
+{
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	CHECK(fd);
+	if (write(fd, a[0], strlen(a[0])) < 0)
+		fail(errno, NULL);
+	close(fd);
+}
+
+/* rlimit RESOURCE SOFT HARD (-1 = unlimited) */
+static void step_rlimit(char **a)
+{
+	long long soft = num(a[1]), hard = num(a[2]);
+	struct rlimit rl = { .rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft,
+			     .rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard };
+	if (setrlimit((int)num(a[0]), &rl) < 0)
+		fail(errno, "error setting rlimit type %s", a[0]);
+}
+
+/* session-keyring NAME: a fresh session keyring, so the container sees none of the host's keys. */
+static void step_session_keyring(char **a)
+{
+	if (syscall(SYS_keyctl, 1 /* KEYCTL_JOIN_SESSION_KEYRING */, a[0]) < 0 && errno != ENOSYS)
+		fail(errno, NULL);
+}
+
+static void step_umask(char **a) { umask((mode_t)num(a[0])); }
+
+/*
+ * resolve-exec ARG0 PATH: find the program in the container (after the root changed), the way
+ * runc reports it: missing or not executable fails `create` with runc's words.
+ */
+static int is_exec(const char *p, struct stat *st)
+{
+	return stat(p, st) == 0 && S_ISREG(st->st_mode) && access(p, X_OK) == 0;
+}
+
+static void step_resolve_exec(char **a)
+{
+	const char *arg0 = a[0], *path = a[1];
+	struct stat st;
+	if (strchr(arg0, '/')) {
+		if (stat(arg0, &st) < 0)
+			fail(errno, "exec: \"%s\": stat %s", arg0, arg0);
+		if (S_ISDIR(st.st_mode))
+			fail(EACCES, "exec: \"%s\"", arg0);
+		if (access(arg0, X_OK) < 0)
+			fail(errno, "exec: \"%s\"", arg0);
+		snprintf(ctx.exe, sizeof ctx.exe, "%s", arg0);
+		return;
+	}
+	for (const char *dir = path; ; ) {
+		const char *end = strchrnul(dir, ':');
+		int len = (int)(end - dir);
+		snprintf(ctx.exe, sizeof ctx.exe, "%.*s/%s", len ? len : 1, len ? dir : ".", arg0);
+		if (is_exec(ctx.exe, &st))
+			return;
+		if (!*end)
+			break;
+		dir = end + 1;
+	}
+	fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
+}
+
+static void step_ready(char **a)
+{
+	(void)a;
+	send_msg("ready", NULL, NULL, NULL);
+}
+
+/* wait-start FIFO_FD: block until `pyrt start` writes a byte into the container's exec fifo. */
+static void step_wait_start(char **a)
+{
+	int fd = (int)num(a[0]);
+	char c;
+	ssize_t n;
+	do
+		n = read(fd, &c, 1);
+	while (n < 0 && errno == EINTR);
+	CHECK(n);
+	close(fd);
+}
+
+/* cap-bounding MASK_HEX: drop every capability not in MASK from the bounding set. */
+static void step_cap_bounding(char **a)
+{
+	unsigned long long keep = strtoull(a[0], NULL, 16);
+	for (int cap = 0; cap < 64; cap++) {
+		if (keep & (1ULL << cap))
+			continue;
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+			fail(errno, "drop capability %d from the bounding set", cap);
+	}
+}
+
+/* user UID GID GROUPS: switch credentials, keeping capabilities for the caps step. */
+static void step_user(char **a)
+{
+	gid_t groups[NGROUPS_MAX];
+	int n = 0;
+	for (char *g = a[2]; *g && n < NGROUPS_MAX; ) {
+		groups[n++] = (gid_t)strtoul(g, &g, 10);
+		if (*g == ',')
+			g++;
+	}
+	CHECK(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
+	if (setgroups((size_t)n, groups) < 0)
+		fail(errno, "setgroups");
+	if (setresgid((gid_t)num(a[1]), (gid_t)num(a[1]), (gid_t)num(a[1])) < 0)
+		fail(errno, "setgid %s", a[1]);
+	if (setresuid((uid_t)num(a[0]), (uid_t)num(a[0]), (uid_t)num(a[0])) < 0)
+		fail(errno, "setuid %s", a[0]);
+	CHECK(prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0));
+}
+
+/* caps EFFECTIVE PERMITTED INHERITABLE AMBIENT (hex masks) */
+static void step_caps(char **a)
+{
+	unsigned long long eff = strtoull(a[0], NULL, 16), perm = strtoull(a[1], NULL, 16);
+	unsigned long long inh = strtoull(a[2], NULL, 16), amb = strtoull(a[3], NULL, 16);
+	struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct data[2] = {
+		{ (unsigned)eff, (unsigned)perm, (unsigned)inh },
+		{ (unsigned)(eff >> 32), (unsigned)(perm >> 32), (unsigned)(inh >> 32) },
+	};
+	if (syscall(SYS_capset, &hdr, data) < 0)
+		fail(errno, "capset");
+	CHECK(prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0));
+	for (int cap = 0; cap < 64; cap++)
+		if ((amb & (1ULL << cap)) && prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0)
+			fail(errno, "raise ambient capability %d", cap);
+}
+
+static void step_no_new_privileges(char **a)
+{
+	(void)a;
+	CHECK(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+}
+
+/* seccomp FD: load a BPF filter (struct sock_filter[]) the parent compiled into a memfd. */
+static void step_seccomp(char **a)
+{
+	int fd = (int)num(a[0]);
+	struct stat st;
+	CHECK(fstat(fd, &st));
+	struct sock_filter *insns = malloc((size_t)st.st_size);
+	if (!insns || pread(fd, insns, (size_t)st.st_size, 0) != st.st_size)
+		fail(EIO, "read the seccomp program");
+	struct sock_fprog prog = { .len = (unsigned short)(st.st_size / sizeof *insns), .filter = insns };
+	CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned long)num(a[1]), &prog));
+	close(fd);
+	free(insns);
+}
+
+/* chdir PATH: resolved inside the root, never through a magic link or leaked fd
+ * (CVE-2024-21626); done after the user switch so permissions are the user's. */
+static void step_chdir(char **a)
+{
+	int fd = open_in_root(a[0], O_PATH | O_DIRECTORY, IN_ROOT, 0);
+	if (fd < 0)
+		fail(errno, "chdir to cwd (\"%s\") set in config.json", a[0]);
+	CHECK(fchdir(fd));
+	close(fd);
+}
+
+/* close-fds FIRST: every fd from FIRST up is closed by the final execve. */
+static void step_close_fds(char **a)
+{
+	CHECK(syscall(SYS_close_range, (unsigned)num(a[0]), ~0U, 4 /* CLOSE_RANGE_CLOEXEC */));
+}
+
+/* exec LISTEN_PID NENV ENV... ARGV...: become the container's process. */
+static void step_exec(char **a, int argc)
+{
+	int nenv = (int)num(a[1]), listen_pid = (int)num(a[0]);
+	char **envp = calloc((size_t)nenv + 2, sizeof *envp);
+	char listen[32];
+	if (!envp)
+		fail(ENOMEM, NULL);
+	memcpy(envp, a + 2, (size_t)nenv * sizeof *envp);
+	char **argv = a + 2 + nenv;   /* parse() ends every argument list with NULL */
+	if (argc <= 2 + nenv)
+		fail(EINVAL, "exec without arguments");
+	if (listen_pid) {
+		snprintf(listen, sizeof listen, "LISTEN_PID=%d", getpid());
+		envp[nenv] = listen;
+	}
+	execve(ctx.exe, argv, envp);
+	fail(errno, "exec: \"%s\"", ctx.exe);
+}
+
+/* ------------------------------------------------------------------ the interpreter */
+
+static const struct {
+	const char *name;
+	int argc;            /* -1: variable */
+	void (*fn)(char **);
+} STEPS[] = {
+	{ "setns", 2, step_setns },
+	{ "unshare", 1, step_unshare },
+	{ "fork", 0, step_fork },
+	{ "propagation", 2, step_propagation },
+	{ "root", 1, step_root },
+	{ "mount", 9, step_mount },
+	{ "remount", 2, step_remount },
+	{ "mkdir", 1, step_mkdir },
+	{ "mknod", 7, step_mknod },
+	{ "symlink", 2, step_symlink },
+	{ "mask", 1, step_mask },
+	{ "readonly", 1, step_readonly },
+	{ "console", 3, step_console },
+	{ "pivot-root", 0, step_pivot_root },
+	{ "move-root", 0, step_move_root },
+	{ "lo-up", 0, step_lo_up },
+	{ "hostname", 1, step_hostname },
+	{ "domainname", 1, step_domainname },
+	{ "sysctl", 2, step_sysctl },
+	{ "oom-score-adj", 1, step_oom_score_adj },
+	{ "rlimit", 3, step_rlimit },
+	{ "session-keyring", 1, step_session_keyring },
+	{ "umask", 1, step_umask },
+	{ "resolve-exec", 2, step_resolve_exec },
+	{ "ready", 0, step_ready },
+	{ "wait-start", 1, step_wait_start },
+	{ "cap-bounding", 1, step_cap_bounding },
+	{ "user", 3, step_user },
+	{ "caps", 4, step_caps },
+	{ "no-new-privileges", 0, step_no_new_privileges },
+	{ "seccomp", 2, step_seccomp },
+	{ "chdir", 1, step_chdir },
+	{ "close-fds", 1, step_close_fds },
+};
+
+/* Split the plan into steps. Strings stay in BUF; every argv gets one spare NULL slot. */
+static int parse(char *buf, size_t len, struct step *steps)
+{
+	char *p = buf, *end = buf + len;
+	int n = 0;
+	while (p < end && n < MAX_STEPS) {
+		struct step *s = &steps[n];
+		s->op = p;
+		p += strlen(p) + 1;
+		if (p >= end)
+			return -1;
+		s->argc = atoi(p);
+		p += strlen(p) + 1;
+		if (s->argc < 0 || s->argc > MAX_ARGS)
+			return -1;
+		s->argv = calloc((size_t)s->argc + 1, sizeof(char *));
+		if (!s->argv)
+			return -1;
+		for (int i = 0; i < s->argc; i++) {
+			if (p >= end)
+				return -1;
+			s->argv[i] = p;
+			p += strlen(p) + 1;
+		}
+		n++;
+	}
+	return p == end ? n : -1;
+}
+
+int main(int argc, char **argv)
+{
+	static struct step steps[MAX_STEPS];
+	sigset_t none;
+	char go[8];
+
+	/* Nothing in the container may ptrace us or open our /proc files (CVE-2016-9962). */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (argc != 3)
+		return 2;
+	ctx.sync = atoi(argv[1]);
+	int planfd = atoi(argv[2]);
+	fcntl(ctx.sync, F_SETFD, FD_CLOEXEC);
+
+	/* The parent is Python: undo the signal state it leaves behind (SIGPIPE ignored, masks). */
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	umask(0);
+
+	if (recv(ctx.sync, go, sizeof go, 0) <= 0)
+		return 1;   /* the parent gave up before we started */
+	struct stat st;
+	if (fstat(planfd, &st) < 0)
+		fail(errno, "plan");
+	char *plan = malloc((size_t)st.st_size + 1);
+	if (!plan || pread(planfd, plan, (size_t)st.st_size, 0) != st.st_size)
+		fail(EIO, "read the plan");
+	close(planfd);
+	int n = parse(plan, (size_t)st.st_size, steps);
+	if (n < 0)
+		fail(EINVAL, "malformed plan");
+
+	for (ctx.index = 0; ctx.index < n; ctx.index++) {
+		struct step *s = &steps[ctx.index];
+		if (ctx.trace) {
+			char idx[16];
+			snprintf(idx, sizeof idx, "%d", ctx.index);
+			send_msg("step", idx, NULL, NULL);
+		}
+		if (strcmp(s->op, "trace") == 0) {
+			ctx.trace = 1;
+			continue;
+		}
+		if (strcmp(s->op, "exec") == 0) {
+			step_exec(s->argv, s->argc);   /* does not return */
+		}
+		size_t i;
+		for (i = 0; i < sizeof STEPS / sizeof *STEPS; i++)
+			if (strcmp(s->op, STEPS[i].name) == 0)
+				break;
+		if (i == sizeof STEPS / sizeof *STEPS)
+			fail(EINVAL, "unknown step \"%s\"", s->op);
+		if (s->argc != STEPS[i].argc)
+			fail(EINVAL, "step \"%s\" takes %d arguments", s->op, STEPS[i].argc);
+		STEPS[i].fn(s->argv);
+	}
+	fail(EINVAL, "the plan has no exec step");
+}

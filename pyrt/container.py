@@ -1,0 +1,377 @@
+"""The parent side of a container's life: create, start, kill, delete (and run = all of them).
+
+    create  config.json -> spec -> cgroup -> plan -> clone3 + pyrt-init -> "ready" -> state.json
+    start   write a byte into the exec fifo: init goes on to execve
+    kill    pidfd_send_signal to the init (or every process of its cgroup)
+    delete  kill what is left, remove the cgroup and the state directory
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from pyrt import cgroups, log, state
+from pyrt.errors import PyrtError
+from pyrt.spec import Spec
+from pyrt.state import Container
+
+
+class CreateOptions:
+    def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> None:
+        self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
+        self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+
+
+def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, console_fd: int = -1):
+    """Set the container up and leave its init parked on the exec fifo. Returns the Init (our
+    child) so `run` can go on; on any failure nothing is left behind. `console_fd` is a
+    console socket `run` made itself; otherwise --console-socket is connected here."""
+    from pyrt import namespaces, planner
+    from pyrt.spawn import Init, above
+
+    namespaces.check(spec)
+    c = Container.new(root, container_id)
+    floor = 3 + opts.preserve_fds
+    cg = init = None
+    opened: list[int] = []
+    try:
+        cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id)
+        cg.create(spec.resources)
+        os.mkfifo(c.fifo, 0o600)
+        fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
+        opened.append(fifo)
+        joined = {k: above(fd, floor) for k, fd in namespaces.open_joined(spec).items()}
+        opened += joined.values()
+        terminal = spec.process is not None and spec.process.terminal
+        if terminal and console_fd < 0 and opts.console_socket:
+            console_fd = above(_connect(opts.console_socket), floor)
+            opened.append(console_fd)
+        fds = planner.Fds(fifo, joined, console_fd if terminal else -1)
+        plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
+                                    trace=log.debugging())
+        steps = planner.for_create(spec, fds, plan_opts, cg)
+        cgroup_fd = cg.open_dir()
+        opened.append(cgroup_fd)
+        keep = [fd for fd in (fifo, *joined.values(), fds.console) if fd >= 0]
+        init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor)
+        for fd in opened:
+            os.close(fd)
+        opened = []
+        init.go()
+        init.wait(b"ready")
+        c.record = {
+            "ociVersion": spec.oci_version, "id": container_id, "pid": init.pid, "bundle": spec.bundle,
+            "rootfs": spec.root, "created": log.rfc3339(nanos=True), "owner": "",
+            "annotations": spec.annotations, "init_start": state.proc_start_time(init.pid),
+            "cgroup": cg.to_state(),
+        }
+        c.save()
+        if opts.pid_file:
+            _write_pid_file(opts.pid_file, init.pid)
+        return init
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        if init is not None:
+            init.kill()
+        if cg is not None:
+            cg.destroy()
+        c.remove()
+        raise
+    finally:
+        c.close()
+
+
+def _connect(path: str) -> int:
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise PyrtError(f"connect to console socket {path}: {os.strerror(e.errno).lower()}") from None
+    return s.detach()
+
+
+def _write_pid_file(path: str, pid: int) -> None:
+    """runc writes the bare digits, atomically (conmon and the shims read it)."""
+    path = os.path.abspath(path)
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, str(pid).encode())
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+
+
+def start(root: str, container_id: str) -> None:
+    c = Container.load(root, container_id)
+    try:
+        status = c.status()
+        if status == "stopped":
+            raise PyrtError("cannot start a container that has stopped")
+        if status != "created":
+            raise PyrtError("cannot start an already running container")
+        try:
+            fd = os.open(c.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            raise PyrtError("cannot start a container that has stopped") from None  # init gone
+        try:
+            os.write(fd, b"0")
+        finally:
+            os.close(fd)
+        os.unlink(c.fifo)
+    finally:
+        c.close()
+
+
+SIGNALS = {name: int(getattr(signal, name)) for name in dir(signal)
+           if name.startswith("SIG") and not name.startswith("SIG_") and isinstance(getattr(signal, name), int)}
+
+
+def parse_signal(text: str) -> int:
+    """A signal by name (KILL, SIGKILL) or number, as runc's kill accepts it."""
+    if text.isdigit():
+        sig = int(text)
+        if 0 < sig < signal.NSIG:
+            return sig
+    else:
+        name = text.upper()
+        sig = SIGNALS.get(name if name.startswith("SIG") else "SIG" + name)
+        if sig is not None:
+            return sig
+    raise PyrtError(f"unknown signal {text!r}")
+
+
+def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+    c = Container.load(root, container_id)
+    try:
+        if c.status() == "stopped":
+            raise PyrtError("container not running")
+        if all_processes:
+            c.cgroup().kill(sig)
+            return
+        try:
+            pidfd = os.pidfd_open(c.record["pid"])
+        except ProcessLookupError:
+            raise PyrtError("container not running") from None
+        try:
+            if not c.init_alive():  # the pid was recycled between status() and pidfd_open
+                raise PyrtError("container not running")
+            signal.pidfd_send_signal(pidfd, sig)
+        except ProcessLookupError:
+            raise PyrtError("container not running") from None
+        finally:
+            os.close(pidfd)
+    finally:
+        c.close()
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    try:
+        c = Container.load(root, container_id)
+    except PyrtError as e:
+        if force and str(e) == "container does not exist":
+            return
+        raise
+    try:
+        status = c.status()
+        if status in ("running", "paused") and not force:
+            raise PyrtError(f"cannot delete container {container_id} that is not stopped: {status}")
+        if status != "stopped":
+            _kill_and_wait(c)
+        c.cgroup().destroy()
+        c.remove()
+    finally:
+        c.close()
+
+
+def _kill_and_wait(c: Container) -> None:
+    """SIGKILL the init (and its cgroup) and wait until the init has exited."""
+    import select
+
+    try:
+        pidfd = os.pidfd_open(c.record["pid"])
+    except ProcessLookupError:
+        return
+    try:
+        if c.init_alive():
+            cg = c.cgroup()
+            if cg.frozen():
+                cg.kill(signal.SIGKILL)
+                cg.freeze(False)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            cg.kill(signal.SIGKILL)
+            select.select([pidfd], [], [], 10)
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(pidfd)
+
+
+def run(root: str, container_id: str, opts: CreateOptions, spec: Spec, detach: bool = False) -> int:
+    """create + start, then (in the foreground) wait, forwarding signals, and delete.
+    Returns the container's exit status (128+N if killed by signal N)."""
+    relay = forward = None
+    if not detach:
+        import prctl
+
+        prctl.set_child_subreaper(True)  # processes the container leaves behind come to us
+        if not opts.console_socket and spec.process and spec.process.terminal:
+            from pyrt.terminal import Relay
+
+            relay = Relay(3 + opts.preserve_fds)
+        forward = _Forwarder()
+    try:
+        init = create(root, container_id, opts, spec, console_fd=relay.child_fd if relay else -1)
+    except BaseException:
+        if relay:
+            relay.close()
+        if forward:
+            forward.restore()
+        raise
+    try:
+        if relay:
+            relay.receive()
+        start(root, container_id)
+        if detach:
+            init.close()
+            return 0
+        forward.pidfd = init.pidfd
+        init.wait(b"")  # the execve happened (or failed: raises)
+        init.close()
+        status = forward.wait_exit(init.pid, relay)
+    except BaseException:
+        if not detach:
+            delete(root, container_id, force=True)
+        raise
+    finally:
+        if relay:
+            relay.close()
+        if forward:
+            forward.restore()
+    delete(root, container_id, force=True)
+    return status
+
+
+class _Forwarder:
+    """Signals sent to `pyrt run` go to the container's init, as with runc."""
+
+    FORWARD = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+               signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+    def __init__(self) -> None:
+        self.pidfd = -1
+        self.pending: list[int] = []
+        self.rfd, self.wfd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.old_wakeup = signal.set_wakeup_fd(self.wfd, warn_on_full_buffer=False)
+        self.old = {s: signal.signal(s, self._on) for s in (*self.FORWARD, signal.SIGCHLD)}
+
+    def _on(self, sig: int, frame: object) -> None:
+        if sig != signal.SIGCHLD:
+            self.pending.append(sig)
+
+    def flush(self, relay=None) -> None:
+        while self.pending:
+            sig = self.pending.pop(0)
+            if sig == signal.SIGWINCH and relay:
+                relay.resize()
+            elif self.pidfd >= 0:
+                try:
+                    signal.pidfd_send_signal(self.pidfd, sig)
+                except ProcessLookupError:
+                    pass
+
+    def wait_exit(self, pid: int, relay=None) -> int:
+        import select
+
+        while True:
+            self.flush(relay)
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                while True:  # reap what our init left us (we are a subreaper), then report
+                    try:
+                        if os.waitpid(-1, os.WNOHANG)[0] == 0:
+                            break
+                    except ChildProcessError:
+                        break
+                if relay:
+                    relay.drain()
+                code = os.waitstatus_to_exitcode(status)
+                return 128 - code if code < 0 else code
+            fds = [self.rfd] + (relay.fds() if relay else [])
+            try:
+                ready, _, _ = select.select(fds, [], [])
+            except InterruptedError:
+                continue
+            if self.rfd in ready:
+                try:
+                    os.read(self.rfd, 512)
+                except BlockingIOError:
+                    pass
+            if relay:
+                relay.pump(ready)
+
+    def restore(self) -> None:
+        for s, handler in self.old.items():
+            signal.signal(s, handler)
+        signal.set_wakeup_fd(self.old_wakeup)
+        os.close(self.rfd)
+        os.close(self.wfd)
+
+
+def pause(root: str, container_id: str, frozen: bool) -> None:
+    """pause/resume: freeze or thaw every process of the container's cgroup."""
+    c = Container.load(root, container_id)
+    try:
+        status = c.status()
+        if frozen and status != "running":
+            raise PyrtError("container not running" if status != "paused" else "container already paused")
+        if not frozen and status != "paused":
+            raise PyrtError("container not paused")
+        c.cgroup().freeze(frozen)
+    finally:
+        c.close()
+
+
+def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> int:
+    """runc's ps: JSON, an array of host pids; table, the host's `ps` (-ef) filtered to them."""
+    import subprocess
+    import sys
+
+    from pyrt import jsonio
+
+    c = Container.load(root, container_id, lock=False)
+    try:
+        if c.status() == "stopped":
+            raise PyrtError("container not running")
+        pids = c.cgroup().pids()
+    finally:
+        c.close()
+    if fmt == "json":
+        sys.stdout.write(jsonio.dumps(pids) + "\n")
+        return 0
+    if fmt != "table":
+        raise PyrtError(f'invalid format option "{fmt}": use table or json')
+    try:
+        out = subprocess.run(["ps", *(ps_args or ["-ef"])], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise PyrtError(f"ps: {e}") from None
+    lines = out.splitlines()
+    if not lines:
+        return 0
+    header = lines[0].split()
+    if "PID" not in header:
+        raise PyrtError("ps: the output has no PID column")
+    col = header.index("PID")
+    wanted = set(pids)
+    sys.stdout.write(lines[0] + "\n")
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > col and fields[col].isdigit() and int(fields[col]) in wanted:
+            sys.stdout.write(line + "\n")
+    return 0

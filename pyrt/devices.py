@@ -1,0 +1,34 @@
+"""The container's /dev: the default device nodes, runc's symlinks, and linux.devices."""
+
+from __future__ import annotations
+
+from pyrt.plan import Step
+from pyrt.spec import Device, Spec
+
+#: The devices every container gets (the OCI spec's list), as (path, major, minor).
+DEFAULT = (("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
+           ("/dev/urandom", 1, 9), ("/dev/tty", 5, 0))
+SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
+            ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr"),
+            ("pts/ptmx", "/dev/ptmx"))
+
+
+def needs_setup(spec: Spec) -> bool:
+    """runc's rule: no device nodes are made when /dev is bind-mounted from the host."""
+    return not any(m.destination == "/dev" and ("bind" in m.options or "rbind" in m.options or m.type == "bind")
+                   for m in spec.mounts)
+
+
+def devices(spec: Spec) -> list[Device]:
+    given = {d.path for d in spec.devices}
+    default = [Device(p, "c", ma, mi, 0o666, 0, 0) for p, ma, mi in DEFAULT if p not in given]
+    return default + spec.devices
+
+
+def steps(spec: Spec) -> list[Step]:
+    setup = needs_setup(spec)
+    out = [Step("mknod", d.path, d.type, d.major, d.minor, f"0{d.file_mode:o}", d.uid, d.gid)
+           for d in (devices(spec) if setup else spec.devices)]
+    if setup:
+        out += [Step("symlink", target, link) for target, link in SYMLINKS]
+    return out

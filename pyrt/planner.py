@@ -1,0 +1,110 @@
+"""What a container's init does, in order: the plan for `create` (and `run`).
+
+Reading this function top to bottom is reading the life of a container's first process from
+clone to execve. The parent opens the fds the plan refers to (joined namespaces, the exec
+fifo, the console socket, a seccomp program) and passes their numbers in `Fds`.
+"""
+
+from __future__ import annotations
+
+from pyrt import cgroups, devices, mounts, namespaces, process
+from pyrt.cgroups import Cgroup
+from pyrt.errors import PyrtError
+from pyrt.plan import Step
+from pyrt.spec import Spec
+
+
+class Fds:
+    """fd numbers (in the child) that steps refer to."""
+
+    def __init__(self, fifo: int, joined: dict[str, int] | None = None, console: int = -1,
+                 seccomp: int = -1) -> None:
+        self.fifo, self.joined, self.console, self.seccomp = fifo, joined or {}, console, seccomp
+
+
+class Options:
+    """Command-line choices that shape the plan."""
+
+    def __init__(self, container_id: str, preserve_fds: int = 0, no_pivot: bool = False,
+                 no_new_keyring: bool = False, trace: bool = False, seccomp_flags: int = 0) -> None:
+        self.id, self.preserve_fds, self.no_pivot = container_id, preserve_fds, no_pivot
+        self.no_new_keyring, self.trace = no_new_keyring, trace
+        self.seccomp_flags = seccomp_flags
+
+
+def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step]:
+    proc = spec.process
+    if proc is None:
+        raise PyrtError("config.json: process: is required to create a container")
+    new = {k for k, path in spec.namespaces.items() if path is None}
+    if "mount" not in new:
+        raise PyrtError("config.json: linux.namespaces: pyrt needs a new mount namespace")
+    steps = [Step("trace")] if opts.trace else []
+
+    # 1. namespaces: the new ones came with clone3; join the others; the cgroup one last
+    steps += namespaces.join_steps(fds.joined)
+    if "cgroup" in new:
+        steps.append(Step("unshare", namespaces.CLONE["cgroup"]))
+    if proc.oom_score_adj is not None:
+        steps.append(Step("oom-score-adj", proc.oom_score_adj))
+
+    # 2. the root filesystem, built while the host's paths are still visible
+    steps.append(Step("propagation", "/", mounts.MS_REC | mounts.MS_PRIVATE))
+    steps.append(Step("root", spec.root))
+    for i, m in enumerate(spec.mounts):
+        if m.type in ("cgroup", "cgroup2"):
+            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces)
+        else:
+            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
+    steps += devices.steps(spec)
+    if proc.terminal:
+        if fds.console < 0:
+            raise PyrtError("process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)")
+        steps.append(Step("console", fds.console, *proc.console_size))
+    if proc.cwd != "/":
+        steps.append(Step("mkdir", proc.cwd))
+    if "network" in new:
+        steps.append(Step("lo-up"))
+    steps += [Step("readonly", p) for p in spec.readonly_paths]
+    steps += [Step("mask", p) for p in spec.masked_paths]
+    if spec.root_readonly:
+        steps.append(Step("remount", "/", mounts.MS_RDONLY))
+
+    # 3. into the new root
+    steps.append(Step("move-root" if opts.no_pivot else "pivot-root"))
+    if spec.rootfs_propagation:
+        steps.append(Step("propagation", "/", mounts.PROPAGATION[spec.rootfs_propagation]))
+    if spec.hostname:
+        steps.append(Step("hostname", spec.hostname))
+    if spec.domainname:
+        steps.append(Step("domainname", spec.domainname))
+    for key, value in spec.sysctl.items():
+        check_sysctl(key, new)
+        steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
+    steps += process.rlimit_steps(proc)
+    if not opts.no_new_keyring:
+        steps.append(Step("session-keyring", f"_ses.{opts.id}"))
+    steps.append(process.resolve_step(proc))
+
+    # 4. parked until `pyrt start`, then become the container's process
+    steps.append(Step("ready"))
+    steps.append(Step("wait-start", fds.fifo))
+    seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
+    steps += process.final_steps(proc, opts.preserve_fds, seccomp)
+    return steps
+
+
+IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
+
+
+def check_sysctl(key: str, new: set[str]) -> None:
+    """Only sysctls of a namespace the container owns: anything else would change the host."""
+    if key.startswith("net.") and "network" in new:
+        return
+    if (key in IPC_SYSCTLS or key.startswith("fs.mqueue.")) and "ipc" in new:
+        return
+    if key in ("kernel.hostname", "kernel.domainname") and "uts" in new:
+        return
+    raise PyrtError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
+                    "(it would change the host)")

@@ -1,0 +1,77 @@
+"""The container's process: the last steps before execve, shared by `create` and `exec`."""
+
+from __future__ import annotations
+
+from pyrt import capabilities
+from pyrt.errors import PyrtError
+from pyrt.plan import Step
+from pyrt.spec import Process
+
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+RLIM_INFINITY = (1 << 64) - 1
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def env_value(env: list[str], key: str) -> str | None:
+    for e in reversed(env):
+        k, _, v = e.partition("=")
+        if k == key:
+            return v
+    return None
+
+
+def rlimit_steps(proc: Process) -> list[Step]:
+    steps = []
+    for kind, soft, hard in proc.rlimits:
+        if soft > hard:
+            raise PyrtError(f"config.json: process.rlimits: {kind}: soft limit {soft} is above the hard limit {hard}")
+        steps.append(Step("rlimit", RLIMITS[kind], -1 if soft == RLIM_INFINITY else soft,
+                          -1 if hard == RLIM_INFINITY else hard))
+    return steps
+
+
+def resolve_step(proc: Process) -> Step:
+    """Find args[0] in the container. Without PATH in env, runc's lookup finds nothing."""
+    return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "")
+
+
+def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
+    """From the container's credentials to execve. With noNewPrivileges the seccomp filter is
+    loaded last; without it, it must be loaded while we still hold CAP_SYS_ADMIN (as runc)."""
+    caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
+    raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
+    if raisable != caps["ambient"]:
+        # The kernel raises an ambient capability only if it is permitted and inheritable;
+        # runc warns and goes on, and so do we (configs from `runc spec` rely on it).
+        from pyrt import log
+
+        log.debug("ambient capabilities that are not also inheritable and permitted are not raised")
+        caps["ambient"] = raisable
+    steps = []
+    if seccomp and not proc.no_new_privileges:
+        steps.append(seccomp)
+    steps += [
+        Step("cap-bounding", f"{caps['bounding']:x}"),
+        Step("user", proc.uid, proc.gid, ",".join(map(str, proc.additional_gids))),
+        Step("caps", f"{caps['effective']:x}", f"{caps['permitted']:x}", f"{caps['inheritable']:x}",
+             f"{caps['ambient']:x}"),
+    ]
+    if proc.no_new_privileges:
+        steps.append(Step("no-new-privileges"))
+        if seccomp:
+            steps.append(seccomp)
+    env = list(proc.env)
+    if preserve_fds:
+        env.append(f"LISTEN_FDS={preserve_fds}")
+    steps += [
+        Step("chdir", proc.cwd),
+        Step("close-fds", 3 + preserve_fds),
+        Step("umask", f"0{0o022 if proc.umask is None else proc.umask:03o}"),
+        Step("exec", int(bool(preserve_fds)), len(env), *env, *proc.args),
+    ]
+    return steps

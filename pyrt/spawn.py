@@ -1,0 +1,143 @@
+"""Starting pyrt-init and talking to it: the parent's half of the protocol in native/init.c."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from pyrt import log
+from pyrt.errors import PyrtError
+from pyrt.plan import Step, encode
+
+INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyrt-init")
+_SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
+
+
+def _sealed_copy(path: str, name: str) -> int:
+    """An in-memory, sealed copy of an executable: what the container could reach through
+    /proc/<pid>/exe can never be written back to the host's file (CVE-2019-5736)."""
+    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        size, offset = os.fstat(src).st_size, 0
+        while offset < size:
+            offset += os.sendfile(mfd, src, offset, size - offset)
+    finally:
+        os.close(src)
+    fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
+    return mfd
+
+
+def above(fd: int, floor: int) -> int:
+    """Move an internal fd to `floor` or higher, out of the range passed to the container."""
+    if fd >= floor:
+        return fd
+    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    os.close(fd)
+    return new
+
+
+class Init:
+    """A pyrt-init process executing a plan, and its end of the sync socket."""
+
+    def __init__(self, pid: int, pidfd: int, sock: int, steps: list[Step]) -> None:
+        self.pid, self.pidfd, self.sock, self.steps = pid, pidfd, sock, steps
+        self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
+
+    @classmethod
+    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3) -> Init:
+        """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`) and make it
+        execute pyrt-init; it waits for go() before reading the plan."""
+        from pyrt._native import ffi, lib
+
+        pair = ffi.new("int[2]")
+        rc = lib.pyrt_socketpair(pair)
+        if rc < 0:
+            raise PyrtError(f"socketpair: {os.strerror(-rc).lower()}")
+        ours, theirs = above(pair[0], floor), above(pair[1], floor)
+        plan = exe = -1
+        try:
+            plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
+            os.write(plan, encode(steps))
+            exe = above(_sealed_copy(INIT, "pyrt-init"), floor)
+            pidfd = ffi.new("int *", -1)
+            keep = ffi.new("int[]", keep_fds) if keep_fds else ffi.NULL
+            pid = lib.pyrt_spawn(clone_flags, cgroup_fd, exe, theirs, plan, keep, len(keep_fds), pidfd)
+        except BaseException:
+            os.close(ours)
+            raise
+        finally:
+            for fd in (theirs, plan, exe):
+                if fd >= 0:
+                    os.close(fd)
+        if pid < 0:
+            os.close(ours)
+            raise PyrtError(f"clone3: {os.strerror(-pid).lower()}")
+        return cls(pid, pidfd[0], ours, steps)
+
+    def go(self) -> None:
+        os.write(self.sock, b"go")
+
+    def _messages(self):
+        while True:
+            try:
+                data = os.read(self.sock, 16384)
+            except InterruptedError:
+                continue
+            if not data:
+                return
+            yield data.split(b"\0")
+
+    def _error(self, fields: list[bytes]) -> PyrtError:
+        index, err, detail = int(fields[1]), int(fields[2]), fields[3].decode(errors="replace")
+        if not detail:
+            detail = self.steps[index].describe() if 0 <= index < len(self.steps) else "start pyrt-init"
+        reason = os.strerror(err) if err else ""
+        msg = f"{detail}: {reason[:1].lower()}{reason[1:]}" if reason else detail
+        return PyrtError(f"unable to start container process: {msg}")
+
+    def wait(self, until: bytes) -> None:
+        """Follow the init until it sends `until` ("ready"), or until the socket closes
+        (until=b"": its execve succeeded). Steps are logged with --debug; errors raise."""
+        for fields in self._messages():
+            kind = fields[0]
+            if kind == b"step":
+                index = int(fields[1])
+                log.debug(f"init step {index}: {self.steps[index].describe()}")
+            elif kind == b"pid":
+                self.reap.append(self.pid)
+                self.pid = int(fields[1])
+                self.pidfd = _pidfd_reopen(self.pidfd, self.pid)
+            elif kind == b"error":
+                raise self._error(fields)
+            elif kind == until:
+                return
+        if until:
+            raise PyrtError("unable to start container process: container init exited unexpectedly")
+
+    def close(self) -> None:
+        if self.sock >= 0:
+            os.close(self.sock)
+            self.sock = -1
+        for pid in self.reap:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.reap = []
+
+    def kill(self) -> None:
+        """Kill a half-made init and wait for it (it is our child)."""
+        import signal
+
+        try:
+            signal.pidfd_send_signal(self.pidfd, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.reap.append(self.pid)
+        self.close()
+
+
+def _pidfd_reopen(old: int, pid: int) -> int:
+    os.close(old)
+    return os.pidfd_open(pid)
