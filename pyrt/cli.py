@@ -312,14 +312,15 @@ def cmd_run(g: Globals, opts: dict, args: list[str]) -> int:
     """`pyrt run ID` (bundle from --bundle or the current directory), or `pyrt run BUNDLE_DIR`."""
     from pyrt import container
 
-    target, bundle = args[0], opts["bundle"]
-    if not bundle and os.path.isfile(os.path.join(target, "config.json")):
-        bundle = target
+    target, bundle, generated = args[0], opts["bundle"] or ".", False
+    if not opts["bundle"] and os.path.isfile(os.path.join(target, "config.json")):
+        bundle, generated = target, True
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
-    bundle = bundle or "."
     if opts["network"] or opts["publish"]:
         raise PyrtError("--network/--publish: pyrt networking is not available yet")
     code = container.run(g.root, target, _create_options(opts, bundle), _load_spec(bundle), opts["detach"])
+    if generated and opts["detach"]:
+        sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
 
 

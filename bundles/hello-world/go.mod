@@ -1,0 +1,3 @@
+module pyrt.local/hello
+
+go 1.19

@@ -1,0 +1,268 @@
+"""Shared fixtures: the runtime under test (PYRT_BIN, default `pyrt`; `runc` as the oracle),
+bundles over the busybox rootfs, and a leak check after every test.
+
+Integration tests drive the runtime only through its command line, so the same suite runs
+against runc: tests of pyrt-only behaviour carry the `pyrt_only` marker.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import prctl
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BINARY = os.environ.get("PYRT_BIN", "pyrt")
+IS_RUNC = os.path.basename(BINARY) in ("runc", "crun")
+BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
+HELLO_BUNDLE = REPO / "bundles" / "hello-world"
+SCHEMA_DIR = Path("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema")
+CGROUP_ROOTS = [Path("/sys/fs/cgroup")]
+
+# The test process adopts orphaned container processes (PID 1 here reaps late) and reaps them.
+prctl.set_child_subreaper(True)
+
+
+def pytest_collection_modifyitems(config, items):
+    if IS_RUNC:
+        skip = pytest.mark.skip(reason="pyrt-only behaviour; PYRT_BIN is runc")
+        for item in items:
+            if "pyrt_only" in item.keywords:
+                item.add_marker(skip)
+
+
+def reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def base_config(args: list[str] | None = None) -> dict:
+    """A busybox container like `runc spec` makes, minus the terminal, with a fresh /dev."""
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": args or ["true"],
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {k: ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+                             for k in ("bounding", "effective", "permitted")},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": True,
+        },
+        "root": {"path": str(BUSYBOX_ROOTFS), "readonly": True},
+        "hostname": "pyrt-test",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]},
+        ],
+        "linux": {
+            "namespaces": [{"type": t} for t in ("pid", "network", "ipc", "uts", "mount")],
+            "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
+                            "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        },
+    }
+
+
+class Bundle:
+    """A bundle directory in the test's tmp dir whose rootfs is the shared busybox tree."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.config = base_config()
+        path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def process(self) -> dict:
+        return self.config["process"]
+
+    def args(self, *args: str) -> Bundle:
+        self.config["process"]["args"] = list(args)
+        return self
+
+    def write(self) -> Bundle:
+        (self.path / "config.json").write_text(json.dumps(self.config, indent=1))
+        return self
+
+    def copy(self, name: str) -> Bundle:
+        other = Bundle(self.path.parent / name)
+        other.config = copy.deepcopy(self.config)
+        return other
+
+
+class Runtime:
+    """The runtime under test, with its own --root in the test's tmp dir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.binary = BINARY
+        self.ids: set[str] = set()
+
+    def new_id(self) -> str:
+        cid = "t" + uuid.uuid4().hex[:10]
+        self.ids.add(cid)
+        return cid
+
+    def cmd(self, *args: str, root: bool = True) -> list[str]:
+        return [self.binary, *(("--root", str(self.root)) if root else ()), *args]
+
+    def __call__(self, *args: str, input: str | None = None, timeout: float = 30, cwd: str | None = None,
+                 stdin=None, env: dict | None = None, check: bool = False) -> subprocess.CompletedProcess:
+        result = subprocess.run(self.cmd(*args), input=input, capture_output=True, text=True, timeout=timeout,
+                                cwd=cwd, stdin=stdin if input is None else None, env=env)
+        if check and result.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+    def ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self(*args, check=True, **kw)
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self.ok("state", cid).stdout)
+
+    def create(self, bundle: Bundle, cid: str | None = None, *extra: str) -> str:
+        cid = cid or self.new_id()
+        self.ids.add(cid)
+        bundle.write()
+        # stdio on files: a container inherits the runtime's fds, which must not keep pipes open
+        with open(bundle.path / "stdout", "w") as out, open(bundle.path / "stderr", "w+") as err:
+            r = subprocess.run(self.cmd("create", "--bundle", str(bundle.path), *extra, cid), stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=err, timeout=30)
+            err.seek(0)
+            assert r.returncode == 0, err.read()
+        return cid
+
+    def wait_status(self, cid: str, status: str, timeout: float = 10) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            reap()
+            r = self("state", cid)
+            st = json.loads(r.stdout) if r.returncode == 0 else {"status": r.stderr.strip()}
+            if st["status"] == status or time.monotonic() > deadline:
+                assert st["status"] == status, st
+                return st
+            time.sleep(0.02)
+
+    def cleanup(self) -> None:
+        for cid in list(self.ids):
+            subprocess.run(self.cmd("delete", "--force", cid), capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def rt(tmp_path: Path):
+    runtime = Runtime(tmp_path / "state")
+    yield runtime
+    runtime.cleanup()
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Bundle:
+    return Bundle(tmp_path / "bundle")
+
+
+# ----------------------------------------------------------------------------- leak check
+
+
+def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            if str(tmp_path) in line or str(BUSYBOX_ROOTFS) in line or "/run/pyrt" in line:
+                found.append(f"mount: {line.strip()}")
+    state = tmp_path / "state"
+    if state.exists() and any(state.iterdir()):
+        found.append(f"state left: {sorted(p.name for p in state.iterdir())}")
+    for root in CGROUP_ROOTS:
+        for dirpath, dirnames, _ in os.walk(root):
+            if dirpath.count("/") > 7:
+                dirnames[:] = []
+                continue
+            for d in dirnames:
+                if d in ids or any(d.endswith(i) for i in ids):
+                    found.append(f"cgroup left: {os.path.join(dirpath, d)}")
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            comm = Path(f"/proc/{pid}/comm").read_text().strip()
+            root = os.readlink(f"/proc/{pid}/root")
+        except OSError:
+            continue
+        if comm == "pyrt-init" or root.startswith(str(BUSYBOX_ROOTFS)) or root.startswith(str(tmp_path)):
+            found.append(f"process left: {pid} {comm} root={root}")
+    st = os.stat("/dev/null")
+    if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, 0o666):
+        found.append(f"host /dev/null changed: {st.st_uid}:{st.st_gid} {st.st_mode & 0o7777:o}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leaks(request, tmp_path: Path):
+    """Fail any test that leaves a mount, state dir, cgroup or process behind."""
+    yield
+    runtime = request.node.funcargs.get("rt")
+    ids = runtime.ids if runtime else set()
+    if runtime:
+        # give containers the test killed a moment to be gone (they may be exiting)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            reap()
+            if not _leaks(tmp_path, ids):
+                break
+            time.sleep(0.05)
+    leaks = _leaks(tmp_path, ids)
+    if leaks:
+        if runtime:
+            runtime.cleanup()
+        for line in leaks:
+            if line.startswith("process left"):
+                try:
+                    os.kill(int(line.split()[2]), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+        reap()
+        pytest.fail("leaked:\n  " + "\n  ".join(leaks))
+
+
+def validate(instance: object, schema_name: str) -> None:
+    """Validate against the official OCI schema (Debian's golang-github-opencontainers-specs-dev)."""
+    import jsonschema
+    from referencing import Registry, Resource
+
+    base = f"file://{SCHEMA_DIR}/"
+    registry = Registry().with_resources(
+        (base + p.name, Resource.from_contents(json.loads(p.read_text()), default_specification=_draft4()))
+        for p in SCHEMA_DIR.glob("*.json"))
+    schema = {**json.loads((SCHEMA_DIR / schema_name).read_text()), "id": base + schema_name}
+    jsonschema.Draft4Validator(schema, registry=registry).validate(instance)
+
+
+def _draft4():
+    from referencing.jsonschema import DRAFT4
+
+    return DRAFT4
