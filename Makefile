@@ -20,7 +20,7 @@ BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install bundles demo test test-host test-vm test-runc bench lint clean
+.PHONY: all deps install dev native bundles demo test bench lint clean
 
 all: install bundles
 
@@ -41,6 +41,19 @@ install: deps
 		'$(PY)' "$$site" > $(BIN).tmp
 	chmod 755 $(BIN).tmp && mv $(BIN).tmp $(BIN)
 	$(BIN) --version
+
+# For development: the launcher runs the working tree (edits are live); `make native` rebuilds
+# pyrt/_native*.so and pyrt/pyrt-init in place after a change under native/.
+dev: deps
+	test -x $(PY) || $(SYSPY) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[test]' ruff
+	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("platlib"))') && \
+	printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s"]\nsys.path.append("%s")\nfrom pyrt.cli import main\nsys.exit(main())\n' \
+		'$(PY)' "$(CURDIR)" "$$site" > $(BIN).tmp
+	chmod 755 $(BIN).tmp && mv $(BIN).tmp $(BIN)
+
+native:
+	$(PY) setup.py -q build_ext --inplace
 
 # --- bundles --------------------------------------------------------------------------------
 

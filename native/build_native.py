@@ -1,18 +1,26 @@
-"""cffi build script (API, out-of-line mode) for pyrt._native: see spawn.c."""
+"""cffi build script (API, out-of-line mode) for pyrt._native.
 
+Every native/*.c except init.c (the separate pyrt-init executable) is compiled into the module;
+every native/*.h except init's declares what Python may call (plain C declarations only).
+"""
+
+import glob
 import os
 
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = sorted(p for p in glob.glob(os.path.join(HERE, "*.c")) if not p.endswith("init.c"))
+HEADERS = sorted(glob.glob(os.path.join(HERE, "*.h")))
 
 ffi = FFI()
-with open(os.path.join(HERE, "spawn.h")) as f:
-    ffi.cdef("".join(line for line in f if not line.startswith("/*")))
+for header in HEADERS:
+    with open(header) as f:
+        ffi.cdef("".join(line for line in f if not line.lstrip().startswith(("/*", "*", "#"))))
 ffi.set_source(
     "pyrt._native",
-    '#include "spawn.h"',
-    sources=[os.path.relpath(os.path.join(HERE, "spawn.c"))],
+    "".join(f'#include "{os.path.basename(h)}"\n' for h in HEADERS),
+    sources=[os.path.relpath(p) for p in SOURCES],
     include_dirs=[os.path.relpath(HERE)],
     extra_compile_args=["-O2", "-Wall"],
 )
