@@ -192,7 +192,7 @@ def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
     found = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            if str(tmp_path) in line or str(BUSYBOX_ROOTFS) in line or "/run/pyrt" in line:
+            if str(tmp_path) in line or str(BUSYBOX_ROOTFS) in line:
                 found.append(f"mount: {line.strip()}")
     state = tmp_path / "state"
     if state.exists() and any(state.iterdir()):
@@ -205,16 +205,17 @@ def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
             for d in dirnames:
                 if d in ids or any(d.endswith(i) for i in ids):
                     found.append(f"cgroup left: {os.path.join(dirpath, d)}")
+    # processes of this test's containers (other tests may run at the same time: match ids)
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
+            cgroup = Path(f"/proc/{pid}/cgroup").read_text()
             comm = Path(f"/proc/{pid}/comm").read_text().strip()
-            root = os.readlink(f"/proc/{pid}/root")
         except OSError:
             continue
-        if comm == "pyrt-init" or root.startswith(str(BUSYBOX_ROOTFS)) or root.startswith(str(tmp_path)):
-            found.append(f"process left: {pid} {comm} root={root}")
+        if any(i in cgroup for i in ids):
+            found.append(f"process left: {pid} {comm}")
     st = os.stat("/dev/null")
     if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, 0o666):
         found.append(f"host /dev/null changed: {st.st_uid}:{st.st_gid} {st.st_mode & 0o7777:o}")
