@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -219,13 +220,60 @@ def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
     st = os.stat("/dev/null")
     if (st.st_uid, st.st_gid, st.st_mode & 0o7777) != (0, 0, 0o666):
         found.append(f"host /dev/null changed: {st.st_uid}:{st.st_gid} {st.st_mode & 0o7777:o}")
+    return found + _network_leaks(tmp_path, ids)
+
+
+def _network_leaks(tmp_path: Path, ids: set[str]) -> list[str]:
+    """pyrt's bridge mode: links (bridges, veths; their addresses go with them) whose alias names
+    this test's root, and nft elements whose comment names one of its containers. (Published
+    ports are kernel DNAT: pyrt runs no proxy process.)"""
+    from pyroute2 import IPRoute
+
+    found = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            if str(tmp_path) in (link.get("IFLA_IFALIAS") or ""):
+                found.append(f"link left: {link.get('IFLA_IFNAME')} ({link.get('IFLA_IFALIAS')})")
+    rules = subprocess.run(["nft", "-j", "list", "table", "ip", "pyrt"], capture_output=True, text=True).stdout
+    found += [f"nft element left for {i}" for i in ids if f'"comment": "{i}"' in rules]
     return found
+
+
+def _tree(root: Path) -> set[str]:
+    """Every path (and its type) in a tree, to notice anything a test makes in it."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            out.add(f"{os.path.relpath(path, root)} {os.lstat(path).st_mode >> 12:o}")
+    return out
+
+
+_BUSYBOX_TREE = _tree(BUSYBOX_ROOTFS) if BUSYBOX_ROOTFS.exists() else set()
+
+
+def _shared_rootfs_changes() -> list[str]:
+    """The busybox rootfs is shared by every test: a test that needs to create mount points or
+    device nodes in its rootfs must work on a copy (device nodes there once made a copytree read
+    /dev/full until the disk was full)."""
+    extra = _tree(BUSYBOX_ROOTFS) - _BUSYBOX_TREE if _BUSYBOX_TREE else set()
+    for entry in sorted(extra, reverse=True):  # deepest first: put the tree back for the next test
+        path = BUSYBOX_ROOTFS / entry.rsplit(" ", 1)[0]
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+    return [f"shared busybox rootfs changed: {e}" for e in sorted(extra)]
 
 
 @pytest.fixture(autouse=True)
 def no_leaks(request, tmp_path: Path):
-    """Fail any test that leaves a mount, state dir, cgroup or process behind."""
+    """Fail any test that leaves a mount, state dir, cgroup or process behind, or that changes the
+    shared busybox rootfs."""
     yield
+    changed = _shared_rootfs_changes()
+    if changed:
+        pytest.fail("\n  ".join(changed))
     runtime = request.node.funcargs.get("rt")
     ids = runtime.ids if runtime else set()
     if runtime:
