@@ -1,0 +1,256 @@
+"""`pyrt exec`: start one more process in a container.
+
+    state.json     the container's namespaces, cgroup, seccomp program, process defaults
+    process.json   (or flags over the defaults) -> Process -> planner.for_exec
+    clone3 into the container's cgroup -> pyrt-init: setns(pidfd of the init, every namespace),
+    fork into its pid namespace, rlimits, credentials, seccomp, chdir inside the root, execve
+
+No Python enters the container: the joining stage is pyrt-init, non-dumpable, from a sealed
+memfd; of pyrt's fds it holds only those its plan names, each closed once used (CVE-2016-9962).
+The exit status is the process's own (128+N if killed by signal N); pyrt's own failures exit
+255, as runc's do.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrt.errors import PyrtError
+from pyrt.spec import Process, Spec
+
+TYPE_CHECKING = False  # `typing` costs an import on the start path; type checkers know the name
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from pyrt.cli import Globals
+
+
+def defaults(spec: Spec, no_new_keyring: bool) -> dict:
+    """What exec needs from the container, kept in its state record at create: an exec must
+    not re-read a bundle that may have changed since."""
+    proc = spec.process
+    user: dict = {"uid": proc.uid, "gid": proc.gid, "additionalGids": proc.additional_gids}
+    if proc.umask is not None:
+        user["umask"] = proc.umask
+    process = {
+        "args": proc.args, "env": proc.env, "cwd": proc.cwd, "user": user, "capabilities": proc.capabilities,
+        "rlimits": [{"type": kind, "soft": soft, "hard": hard} for kind, soft, hard in proc.rlimits],
+        "noNewPrivileges": proc.no_new_privileges,
+    }
+    if proc.oom_score_adj is not None:
+        process["oomScoreAdj"] = proc.oom_score_adj
+    return {"namespaces": sorted(spec.namespaces), "process": process, "noNewKeyring": no_new_keyring}
+
+
+def main(g: Globals, opts: dict, args: list[str]) -> NoReturn:
+    try:
+        code = _exec(g.root, args[0], args[1:], opts)
+    except PyrtError as e:
+        raise PyrtError(f"exec failed: {e}", 255) from None
+    # Done: skip the interpreter's teardown (~2 ms of an exec's ~18 ms of CPU); nothing of ours
+    # needs it but stdio flushed.
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
+    from pyrt.state import Container
+
+    _check_flags(opts)
+    relay = forward = init = None
+    c = Container.load(root, container_id)  # held until the process runs: no delete meanwhile
+    try:
+        status = c.status()
+        if status == "stopped":
+            raise PyrtError("cannot exec in a stopped container")
+        if status == "paused" and not opts["ignore-paused"]:
+            raise PyrtError("cannot exec in a paused container (use --ignore-paused to override)")
+        if "exec" not in c.record:
+            raise PyrtError(f"container {container_id} was created by an older pyrt: recreate it to exec")
+        proc = _process(opts, argv, c.record["exec"]["process"])
+        detach, console_socket = opts["detach"], opts["console-socket"]
+        if detach and proc.terminal and not console_socket:
+            raise PyrtError("cannot allocate tty if pyrt will detach without setting console socket")
+        if (not detach or not proc.terminal) and console_socket:
+            raise PyrtError("cannot use console socket if pyrt will not detach or allocate tty")
+        if not detach:
+            from pyrt.container import _Forwarder
+
+            forward = _Forwarder()  # before the process exists: no signal to us is lost
+            if proc.terminal:
+                from pyrt.terminal import Relay
+
+                relay = Relay(3 + opts["preserve-fds"])
+        init = _spawn(c, proc, opts, relay.child_fd if relay else -1)
+        if relay:
+            relay.receive()
+        if opts["pid-file"]:
+            from pyrt.container import _write_pid_file
+
+            try:
+                _write_pid_file(opts["pid-file"], init.pid)
+            except OSError as e:
+                raise PyrtError(f"write pid file {opts['pid-file']}: {os.strerror(e.errno).lower()}") from None
+    except BaseException:
+        if init is not None:
+            init.kill()
+        if relay:
+            relay.close()
+        if forward:
+            forward.restore()
+        raise
+    finally:
+        c.close()
+    if detach:
+        init.close()  # the caller (conmon, the shim) is a subreaper: the process goes to it
+        return 0
+    try:
+        forward.pidfd = init.pidfd
+        init.close()
+        return forward.wait_exit(init.pid, relay)
+    finally:
+        if relay:
+            relay.close()
+        forward.restore()
+
+
+def _check_flags(opts: dict) -> None:
+    if opts["process-label"]:
+        raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
+    if opts["apparmor"]:
+        raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
+    if opts["cgroup"]:
+        raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
+    if opts["preserve-fds"] < 0:
+        raise PyrtError("--preserve-fds must not be negative")
+
+
+def _process(opts: dict, argv: list[str], base: dict) -> Process:
+    """The process to start: --process FILE as given (capabilities and rlimits default to the
+    container's, as runc does), or the container's process with the command line's changes."""
+    from pyrt.spec import load_process
+
+    if opts["process"]:
+        path = opts["process"]
+        obj = _read_json(path)
+        if isinstance(obj, dict):
+            obj = dict(obj)
+            if obj.get("capabilities") is None:
+                obj["capabilities"] = base["capabilities"]
+            if not obj.get("rlimits"):
+                obj["rlimits"] = base["rlimits"]
+        return load_process(obj, path)
+    if not argv:
+        raise PyrtError("process args cannot be empty")
+    obj = dict(base, args=argv, terminal=opts["tty"], user=dict(base["user"]))
+    if opts["cwd"]:
+        if not opts["cwd"].startswith("/"):
+            raise PyrtError(f'--cwd "{opts["cwd"]}": must be an absolute path')
+        obj["cwd"] = opts["cwd"]
+    env = dict(e.partition("=")[::2] for e in base["env"])
+    for e in opts["env"]:
+        if "=" not in e:
+            raise PyrtError(f'--env "{e}": must be KEY=VALUE')
+        key, _, value = e.partition("=")
+        env[key] = value  # a later value wins, as in runc
+    obj["env"] = [f"{k}={v}" for k, v in env.items()]
+    if opts["user"]:
+        uid, sep, gid = opts["user"].partition(":")
+        if not uid.isdigit() or (sep and not gid.isdigit()):
+            raise PyrtError(f'--user "{opts["user"]}": must be UID[:GID] (numbers)')
+        obj["user"].update(uid=int(uid), **({"gid": int(gid)} if sep else {}))
+    if opts["additional-gids"]:
+        obj["user"]["additionalGids"] = opts["additional-gids"]
+    if opts["no-new-privs"]:
+        obj["noNewPrivileges"] = True
+    if opts["cap"]:
+        caps = {k: list(v) for k, v in base["capabilities"].items()}
+        for name in opts["cap"]:
+            # ambient only where inheritable is set: the kernel raises nothing else (runc's rule)
+            for kind in ("bounding", "effective", "permitted", *(("ambient",) if caps.get("inheritable") else ())):
+                caps.setdefault(kind, []).append(name)
+        obj["capabilities"] = caps
+    return load_process(obj, "exec (the container's process and the flags)")
+
+
+def _read_json(path: str) -> object:
+    from pyrt import jsonio
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
+    try:
+        data = b""
+        while chunk := os.read(fd, 1 << 16):
+            data += chunk
+    finally:
+        os.close(fd)
+    try:
+        return jsonio.loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PyrtError(f"{path}: invalid JSON: {e}") from None
+
+
+def _spawn(c, proc: Process, opts: dict, console_fd: int):
+    """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+    from pyrt import log, planner
+    from pyrt.cgroups import Cgroup
+    from pyrt.spawn import Init, above
+
+    record, floor = c.record, 3 + opts["preserve-fds"]
+    opened: list[int] = []
+    init = None
+    try:
+        try:
+            pidfd = above(os.pidfd_open(record["pid"]), floor)
+        except ProcessLookupError:
+            raise PyrtError("cannot exec in a stopped container") from None
+        opened.append(pidfd)
+        if not c.init_alive():  # the pid was recycled since status()
+            raise PyrtError("cannot exec in a stopped container")
+        if opts["console-socket"]:
+            from pyrt.container import _connect
+
+            console_fd = above(_connect(opts["console-socket"]), floor)
+            opened.append(console_fd)
+        seccomp = None
+        if "seccomp_flags" in record:
+            from pyrt import seccomp as seccomp_mod
+
+            seccomp = seccomp_mod.for_exec(c.dir_fd, record)
+            if seccomp:
+                seccomp = (above(seccomp[0], floor), seccomp[1])
+                opened.append(seccomp[0])
+        cg = Cgroup.from_state(record["cgroup"])
+        try:
+            cgroup_fd = cg.open_dir()
+        except FileNotFoundError:
+            raise PyrtError("cannot exec in a stopped container (its cgroup is gone)") from None
+        opened.append(cgroup_fd)
+        v1_tasks = [above(fd, floor) for fd in cg.open_v1_tasks()]  # pyrt-init joins them itself
+        opened += v1_tasks
+        saved = record["exec"]
+        fds = planner.Fds(-1, console=console_fd if proc.terminal else -1, seccomp=seccomp[0] if seccomp else -1,
+                          v1_tasks=v1_tasks)
+        plan_opts = planner.Options(c.id, opts["preserve-fds"], no_new_keyring=saved["noNewKeyring"],
+                                    trace=log.debugging(), seccomp_flags=seccomp[1] if seccomp else 0)
+        steps = planner.for_exec(proc, pidfd, saved["namespaces"], fds, plan_opts)
+        keep = [fd for fd in (pidfd, fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
+        init = Init.spawn(steps, 0, cgroup_fd, keep, floor)
+        for fd in opened:
+            os.close(fd)
+        opened = []
+        init.go()
+        init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        return init
+    except BaseException:
+        for fd in opened:
+            os.close(fd)
+        if init is not None:
+            init.kill()
+        raise

@@ -1,0 +1,174 @@
+"""OCI hooks, each at its point of the lifecycle and in the namespaces the spec names.
+
+    prestart, createRuntime  `create`, run here (runtime namespaces) while pyrt-init waits at
+                             its hook-sync step: everything mounted, the root not pivoted yet
+    createContainer          `create`, run by pyrt-init right after, in the container's namespaces
+    startContainer           `start`, run by pyrt-init with the container's credentials, just
+                             before the process's execve (the path resolves in the container)
+    poststart                `start`, run here once the container's process runs
+    poststop                 `delete` (and a `create` that failed once its init existed)
+
+A hook gets the container's state JSON on stdin, only its own env, no fd of ours, and its
+process group is killed at its timeout. A failure before the process runs fails the
+operation; poststart and poststop failures are logged and the rest goes on, as the spec says.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrt import jsonio, log
+from pyrt.errors import PyrtError
+from pyrt.plan import Step
+from pyrt.spec import Hook, Spec
+
+#: Kinds that need pyrt-init to stop at hook-sync (for them to run, or for their state JSON).
+_SYNC = ("prestart", "createRuntime", "createContainer", "startContainer")
+
+
+def to_record(hooks: dict[str, list[Hook]]) -> dict:
+    """Hooks as JSON for the state record: `start` and `delete` must not re-read a bundle that
+    may have changed since `create`."""
+    return {kind: [{"path": h.path, "args": h.args, "env": h.env, "timeout": h.timeout} for h in items]
+            for kind, items in hooks.items() if items}
+
+
+def from_record(record: dict, kind: str) -> list[Hook]:
+    return [Hook(h["path"], h["args"], h["env"], h["timeout"]) for h in record.get("hooks", {}).get(kind, [])]
+
+
+def state(oci_version: str, container_id: str, status: str, pid: int, bundle: str, annotations: dict) -> dict:
+    """The runtime-spec state object hooks read on stdin."""
+    out = {"ociVersion": oci_version, "id": container_id, "status": status, "pid": pid, "bundle": bundle}
+    if annotations:
+        out["annotations"] = annotations
+    return out
+
+
+# ----------------------------------------------------------------------------- pyrt-init's part
+
+
+def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
+    """For the create plan, before pivot_root: stop for the runtime's hooks, then run the
+    createContainer hooks in the container's namespaces."""
+    if not any(hooks.get(kind) for kind in _SYNC):
+        return []
+    return [Step("hook-sync"), *steps("createContainer", hooks)]
+
+
+def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
+    return [Step("hook", kind, h.timeout or 0, h.path, len(h.env), *h.env, *h.args) for h in hooks.get(kind, [])]
+
+
+# ----------------------------------------------------------------------------- the runtime's part
+
+
+def at_sync(spec: Spec, container_id: str, init) -> None:
+    """`create`: if the plan stops at hook-sync, wait for it, run prestart then createRuntime
+    hooks, and hand pyrt-init the states for its own hooks (only now is its pid known)."""
+    if not any(spec.hooks.get(kind) for kind in _SYNC):
+        return
+    init.wait(b"hooks")
+    creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, spec.annotations)
+    run("prestart", spec.hooks.get("prestart", []), creating)
+    run("createRuntime", spec.hooks.get("createRuntime", []), creating)
+    created = dict(creating, status="created")
+    os.write(init.sock, jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode())
+
+
+def watch_start(c) -> int:
+    """`start`, before it writes into the exec fifo: a reader of the fifo if hooks need to know
+    how the init goes on (startContainer may fail, poststart follows the execve), else -1."""
+    if not c.record.get("hooks", {}).keys() & {"startContainer", "poststart"}:
+        return -1
+    return os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+
+
+def after_start(c, watch: int, init=None) -> None:
+    """`start`: with a `watch` on the fifo, wait until the container's process runs (a failing
+    startContainer hook fails `start`), then run the poststart hooks."""
+    if watch < 0:
+        return
+    try:
+        if init is not None:
+            init.wait(b"")  # `run` still holds the sync socket: end-of-file is the execve
+        else:
+            _wait_exec(c.record["pid"], watch)
+    finally:
+        os.close(watch)
+    record = c.record
+    st = state(record["ociVersion"], record["id"], "running", record["pid"], record["bundle"],
+               record.get("annotations", {}))
+    run("poststart", from_record(record, "poststart"), st, must_succeed=False)
+
+
+def _wait_exec(pid: int, watch: int) -> None:
+    """pyrt-init keeps its fifo fd (close-on-exec) after taking `start`'s byte: the fifo's last
+    writer going away is its execve, and a failure writes the reason into the fifo first."""
+    import fcntl
+    import select
+    import termios
+
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        pidfd = -1
+    try:
+        # the byte goes to the init, not to us: wait until it has taken it (or is gone)
+        while pidfd >= 0 and int.from_bytes(fcntl.ioctl(watch, termios.FIONREAD, b"\0" * 4), "little") and \
+                not select.select([pidfd], [], [], 0.001)[0]:
+            pass
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
+    os.set_blocking(watch, True)
+    data = b""
+    while chunk := os.read(watch, 4096):  # until end-of-file: nobody holds the fifo for writing
+        data += chunk
+    if data:
+        reason = "it exited" if data == b"0" else data.decode(errors="replace").strip()
+        raise PyrtError(f"unable to start container process: {reason}")
+
+
+def poststop(record: dict) -> None:
+    """`delete`, once the container is gone: the poststop hooks, failures logged."""
+    hooks = from_record(record, "poststop")
+    if hooks:
+        st = state(record["ociVersion"], record["id"], "stopped", 0, record["bundle"], record.get("annotations", {}))
+        run("poststop", hooks, st, must_succeed=False)
+
+
+def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True) -> None:
+    """Run hooks in order, in the runtime's namespaces, the state JSON on stdin. With
+    `must_succeed` the first failure raises; otherwise each failure is a warning."""
+    data = jsonio.dumps(st).encode()
+    for h in hooks:
+        try:
+            _run_one(kind, h, data)
+        except PyrtError as e:
+            if must_succeed:
+                raise
+            log.warning(str(e))
+
+
+def _run_one(kind: str, h: Hook, data: bytes) -> None:
+    import signal
+    import subprocess
+
+    env = dict(e.partition("=")[::2] for e in h.env)
+    try:
+        p = subprocess.Popen(h.args or [h.path], executable=h.path, env=env, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    except OSError as e:
+        raise PyrtError(f"{kind} hook {h.path}: {os.strerror(e.errno).lower()}") from None
+    try:
+        out, _ = p.communicate(data, timeout=h.timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        p.stdout.close()
+        raise PyrtError(f"{kind} hook {h.path}: killed after its timeout of {h.timeout} s") from None
+    if p.returncode:
+        how = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
+        text = " ".join(out[:512].decode(errors="replace").split())
+        raise PyrtError(f"{kind} hook {h.path}: {how}" + (f": {text}" if text else ""))
