@@ -1,4 +1,4 @@
-"""Builds the two native parts: the cffi module pyrt._native and the pyrt-init executable."""
+"""Builds the native parts: the cffi modules pyrt._native and pyrt._seccomp, and the pyrt-init executable."""
 
 import os
 import sysconfig
@@ -23,4 +23,5 @@ class BuildWithInit(build_ext):
             raise SystemExit("building pyrt-init failed (needs gcc and the static C library, libc6-dev)")
 
 
-setup(cffi_modules=["native/build_native.py:ffi"], cmdclass={"build_ext": BuildWithInit})
+setup(cffi_modules=["native/build_native.py:ffi", "native/seccomp/build_seccomp.py:ffi"],
+      cmdclass={"build_ext": BuildWithInit})

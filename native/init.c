@@ -21,6 +21,8 @@
  * A successful execve closes SYNC_FD (it is close-on-exec): the parent reads end-of-file.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -31,6 +33,7 @@
 #include <linux/mount.h>
 #include <net/if.h>
 #include <linux/openat2.h>
+#include <poll.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -49,7 +52,9 @@
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_STEPS 4096
@@ -69,7 +74,11 @@ static struct {
 	int trace;           /* send "step" messages */
 	int index;           /* the step being executed */
 	char exe[PATH_MAX];  /* set by resolve-exec, used by exec */
-} ctx = { .sync = -1, .root = -1 };
+	char home[PATH_MAX + 5]; /* "HOME=..." set by home, added by exec */
+	int fifo;            /* the exec fifo, kept after wait-start until execve (see there) */
+	dev_t tty;           /* the terminal pyrt-init allocated (console, pty), for chown-stdio */
+	int have_tty;
+} ctx = { .sync = -1, .root = -1, .fifo = -1 };
 
 /* ------------------------------------------------------------------ reporting */
 
@@ -109,6 +118,14 @@ static void __attribute__((noreturn)) fail(int err, const char *fmt, ...)
 	} else {
 		/* After `create` returned nobody listens: the container's stderr is the only place. */
 		dprintf(2, "pyrt-init: step %s: %s%s%s\n", idx, detail, err && *detail ? ": " : "", err ? strerror(err) : "");
+	}
+	if (ctx.fifo >= 0) {   /* `start` may be waiting to read why (in the parent's words) */
+		char reason[256] = "";
+		if (err) {
+			snprintf(reason, sizeof reason, "%s", strerror(err));
+			reason[0] = (char)tolower((unsigned char)reason[0]);
+		}
+		dprintf(ctx.fifo, "%s%s%s", detail, err && *detail ? ": " : "", reason);
 	}
 	_exit(err == ENOENT || !err ? 127 : err == EACCES ? 126 : 1);
 }
@@ -152,9 +169,37 @@ static void fdpath(char *buf, size_t size, int fd)
  * Open PATH inside the root without ever leaving it (RESOLVE_IN_ROOT), creating missing
  * directories on the way. With create == 'f' the last component is created as an empty file.
  * Each component is created with mkdirat() on a verified parent fd, so a racing symlink swap
- * cannot redirect the creation outside the root (CVE-2024-45310).
+ * cannot redirect the creation outside the root (CVE-2024-45310). A dangling symlink on the way
+ * (unless resolve forbids symlinks) is followed as runc does: its target is made, inside the root.
  */
+static int open_in_root_(const char *path, int flags, unsigned long long resolve, int create, int depth);
+
 static int open_in_root(const char *path, int flags, unsigned long long resolve, int create)
+{
+	return open_in_root_(path, flags, resolve, create, 0);
+}
+
+/* PREFIX/COMP is a dangling symlink (or not a symlink: -1, errno ENOENT): go on at its target. */
+static int follow_dangling(int parent, char *buf, char *comp, const char *rest, int flags,
+			   unsigned long long resolve, int create, int depth)
+{
+	char target[PATH_MAX], joined[PATH_MAX];
+	ssize_t n = depth < 40 ? readlinkat(parent, comp, target, sizeof target - 1) : -1;
+	if (n < 0) {
+		errno = depth < 40 ? ENOENT : ELOOP;
+		return -1;
+	}
+	target[n] = '\0';
+	*comp = '\0';   /* buf: the directories before the link, with a trailing slash */
+	if (snprintf(joined, sizeof joined, "%s%s%s%s", target[0] == '/' ? "" : buf, target, *rest ? "/" : "",
+		     rest) >= (int)sizeof joined) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return open_in_root_(joined, flags, resolve, create, depth + 1);
+}
+
+static int open_in_root_(const char *path, int flags, unsigned long long resolve, int create, int depth)
 {
 	char buf[PATH_MAX];
 	const char *r = rel(path);
@@ -197,6 +242,11 @@ static int open_in_root(const char *path, int flags, unsigned long long resolve,
 				return -1;
 			}
 			next = openat2_(ctx.root, buf, last ? flags : O_PATH | O_DIRECTORY, resolve);
+			if (next < 0 && errno == ENOENT && !(resolve & RESOLVE_NO_SYMLINKS)) {
+				next = follow_dangling(parent, buf, comp, last ? "" : slash + 1, flags, resolve, create, depth);
+				close(parent);
+				return next;
+			}
 		}
 		close(parent);
 		if (next < 0 || last)
@@ -260,6 +310,26 @@ static void step_setns(char **a)
 	int fd = (int)num(a[0]);
 	CHECK(setns(fd, (int)num(a[1])));
 	close(fd);
+}
+
+/*
+ * join-cgroups FD,FD...: write "0" (this thread) into the `tasks` file of each cgroup v1
+ * hierarchy, opened by the parent, then close it. A thread moving itself skips the kernel's
+ * global threadgroup lock and the RCU grace period behind it (~10 ms when the parent writes
+ * our pid). We are single-threaded: the thread is the process.
+ */
+static void step_join_cgroups(char **a)
+{
+	for (char *p = a[0]; *p; ) {
+		char *end;
+		long fd = strtol(p, &end, 10);
+		if (end == p || (*end && *end != ','))
+			fail(EINVAL, "bad fd list in plan: \"%s\"", a[0]);
+		if (write((int)fd, "0", 1) < 0)
+			fail(errno, "join the container's cgroup (fd %ld)", fd);
+		close((int)fd);
+		p = *end ? end + 1 : end;
+	}
 }
 
 /* unshare FLAGS: e.g. the cgroup namespace, once the parent has placed us in our cgroups. */
@@ -368,6 +438,100 @@ static void step_mount(char **a)
 	}
 }
 
+/*
+ * Copy the tree under directory SRC into directory DST (runc's tmpcopyup): files, directories,
+ * symlinks and nodes with their modes, owners and times. Only *at() calls on verified fds, no
+ * symlink is ever followed, so the image cannot redirect a copy outside the new mount.
+ */
+static void copy_tree(int src, int dst, int depth)
+{
+	char buf[65536];
+	if (depth > 128)
+		fail(ELOOP, "tmpcopyup: directories nested too deeply");
+	int dfd = dup(src);
+	CHECK(dfd);
+	DIR *dir = fdopendir(dfd);
+	if (!dir)
+		fail(errno, "tmpcopyup: read directory");
+	struct dirent *e;
+	while ((errno = 0, e = readdir(dir)) != NULL) {
+		const char *n = e->d_name;
+		struct stat st;
+		if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
+			continue;
+		if (fstatat(src, n, &st, AT_SYMLINK_NOFOLLOW) < 0)
+			fail(errno, "tmpcopyup: stat %s", n);
+		if (S_ISDIR(st.st_mode)) {
+			if (mkdirat(dst, n, 0700) < 0)
+				fail(errno, "tmpcopyup: mkdir %s", n);
+			int s2 = openat(src, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int d2 = openat(dst, n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (s2 < 0 || d2 < 0)
+				fail(errno, "tmpcopyup: open %s", n);
+			copy_tree(s2, d2, depth + 1);
+			close(s2);
+			close(d2);
+		} else if (S_ISREG(st.st_mode)) {
+			int in = openat(src, n, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+			int out = openat(dst, n, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+			if (in < 0 || out < 0)
+				fail(errno, "tmpcopyup: open %s", n);
+			ssize_t r;
+			while ((r = read(in, buf, sizeof buf)) > 0)
+				for (ssize_t off = 0, w; off < r; off += w)
+					if ((w = write(out, buf + off, (size_t)(r - off))) < 0)
+						fail(errno, "tmpcopyup: write %s", n);
+			if (r < 0)
+				fail(errno, "tmpcopyup: read %s", n);
+			close(in);
+			close(out);
+		} else if (S_ISLNK(st.st_mode)) {
+			ssize_t len = readlinkat(src, n, buf, sizeof buf - 1);
+			if (len < 0)
+				fail(errno, "tmpcopyup: readlink %s", n);
+			buf[len] = '\0';
+			if (symlinkat(buf, dst, n) < 0)
+				fail(errno, "tmpcopyup: symlink %s", n);
+		} else if (mknodat(dst, n, st.st_mode & ~07777, st.st_rdev) < 0) {
+			fail(errno, "tmpcopyup: mknod %s", n);
+		}
+		/* owner before mode (chown clears set-id bits), times last */
+		struct timespec times[2] = { st.st_atim, st.st_mtim };
+		if (fchownat(dst, n, st.st_uid, st.st_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    (!S_ISLNK(st.st_mode) && fchmodat(dst, n, st.st_mode & 07777, 0) < 0) ||
+		    utimensat(dst, n, times, AT_SYMLINK_NOFOLLOW) < 0)
+			fail(errno, "tmpcopyup: set owner, mode and times of %s", n);
+	}
+	if (errno)
+		fail(errno, "tmpcopyup: read directory");
+	closedir(dir);
+}
+
+/*
+ * mount-copyup (mount's arguments): a tmpfs that starts with a copy of what it covers (the
+ * tmpcopyup option podman gives --tmpfs and --read-only's tmpfs mounts). The covered directory
+ * is opened first: its fd still reaches the files under the new mount.
+ */
+static void step_mount_copyup(char **a)
+{
+	unsigned long long resolve = num(a[6]) ? NO_LINKS : IN_ROOT;
+	int lower = open_in_root(a[1], O_RDONLY | O_DIRECTORY, resolve, 0);
+	if (lower < 0 && errno != ENOENT)
+		fail(errno, "mount destination %s", a[1]);
+	step_mount(a);
+	if (lower < 0)
+		return;   /* nothing to copy: the destination was just made */
+	int upper = open_in_root(a[1], O_RDONLY | O_DIRECTORY, resolve, 0);
+	if (upper < 0)
+		fail(errno, "mount destination %s", a[1]);
+	copy_tree(lower, upper, 0);
+	struct stat st;   /* as runc: the tmpfs gets the mode of the directory it covers */
+	if (fstat(lower, &st) < 0 || fchmod(upper, st.st_mode & 07777) < 0)
+		fail(errno, "tmpcopyup: mode of %s", a[1]);
+	close(lower);
+	close(upper);
+}
+
 /* remount DEST FLAGS: change the flags of the mount at DEST (e.g. make it read-only). */
 static void step_remount(char **a)
 {
@@ -455,16 +619,15 @@ static void step_readonly(char **a)
 }
 
 /*
- * console SOCKET_FD ROWS COLS: allocate the container's terminal in its own devpts, send the
- * master to the console socket (runc's protocol: SCM_RIGHTS, payload = the pty's name), bind
- * the slave on /dev/console and make it our controlling terminal and stdio. The slave is
- * opened with TIOCGPTPEER, never by path (CVE-2025-52565).
+ * Allocate a terminal in the container's own devpts and send the master to the console socket
+ * (runc's protocol: SCM_RIGHTS, payload = the pty's name). Returns the slave, opened with
+ * TIOCGPTPEER, never by path (CVE-2025-52565).
  */
-static void step_console(char **a)
+static int new_pty(int sock, long long rows, long long cols)
 {
-	int sock = (int)num(a[0]), n, unlock = 0;
+	int n, unlock = 0;
 	struct statfs sf;
-	char name[32], cp[64];
+	char name[32];
 	int master = open_in_root("/dev/pts/ptmx", O_RDWR | O_NOCTTY, NO_LINKS, 0);
 	if (master < 0)
 		fail(errno, "open /dev/pts/ptmx in the container");
@@ -475,8 +638,8 @@ static void step_console(char **a)
 	CHECK(ioctl(master, TIOCGPTN, &n));
 	int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	CHECK(slave);
-	if (num(a[1]) > 0 || num(a[2]) > 0) {
-		struct winsize ws = { .ws_row = (unsigned short)num(a[1]), .ws_col = (unsigned short)num(a[2]) };
+	if (rows > 0 || cols > 0) {
+		struct winsize ws = { .ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols };
 		CHECK(ioctl(master, TIOCSWINSZ, &ws));
 	}
 	snprintf(name, sizeof name, "/dev/pts/%d", n);
@@ -492,14 +655,16 @@ static void step_console(char **a)
 		fail(errno, "send the terminal to the console socket");
 	close(master);
 	close(sock);
-	int con = open_in_root("/dev/console", O_PATH, NO_LINKS, 'f');
-	if (con < 0)
-		fail(errno, "create /dev/console");
-	char sp[64];
-	fdpath(sp, sizeof sp, slave);
-	fdpath(cp, sizeof cp, con);
-	CHECK(mount(sp, cp, NULL, MS_BIND, NULL));
-	close(con);
+	return slave;
+}
+
+/* Make SLAVE our controlling terminal (in a new session) and our stdio. */
+static void take_terminal(int slave)
+{
+	struct stat st;
+	CHECK(fstat(slave, &st));
+	ctx.tty = st.st_rdev;
+	ctx.have_tty = 1;
 	CHECK(setsid());
 	CHECK(ioctl(slave, TIOCSCTTY, 0));
 	for (int i = 0; i < 3; i++)
@@ -507,12 +672,49 @@ static void step_console(char **a)
 	close(slave);
 }
 
+/* console SOCKET_FD ROWS COLS: the container's terminal, also bound on /dev/console. */
+static void step_console(char **a)
+{
+	char sp[64], cp[64];
+	int slave = new_pty((int)num(a[0]), num(a[1]), num(a[2]));
+	int con = open_in_root("/dev/console", O_PATH, NO_LINKS, 'f');
+	if (con < 0)
+		fail(errno, "create /dev/console");
+	fdpath(sp, sizeof sp, slave);
+	fdpath(cp, sizeof cp, con);
+	CHECK(mount(sp, cp, NULL, MS_BIND, NULL));
+	close(con);
+	take_terminal(slave);
+}
+
+/* pty SOCKET_FD ROWS COLS: `exec -t`: a new terminal for this process only (/dev/console is
+ * the container's and stays as it is). */
+static void step_pty(char **a)
+{
+	take_terminal(new_pty((int)num(a[0]), num(a[1]), num(a[2])));
+}
+
+/* enter-root: `exec`: setns into the mount namespace made the container's root our root and
+ * cwd; keep an fd of it, for the paths resolved inside the root (cwd, /dev/pts/ptmx). */
+static void step_enter_root(char **a)
+{
+	(void)a;
+	ctx.root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(ctx.root);
+}
+
 /* pivot-root: make the root the container's "/" (pivot_root(2): ".", "." then detach). */
 static void step_pivot_root(char **a)
 {
 	(void)a;
+	int old = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(old);
 	CHECK(fchdir(ctx.root));
 	CHECK(syscall(SYS_pivot_root, ".", "."));
+	/* "." must be the old root (stacked on "/"), not the new one: MS_REC on the new root
+	 * would turn the container's own shared mounts into slaves. */
+	CHECK(fchdir(old));
+	close(old);
 	CHECK(mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL));
 	CHECK(umount2(".", MNT_DETACH));
 	CHECK(chdir("/"));
@@ -634,13 +836,50 @@ static void step_resolve_exec(char **a)
 	fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
+/*
+ * home UID: the process's env has no HOME: take UID's home directory from the container's
+ * /etc/passwd (read inside the root), or "/", as runc does; exec adds it.
+ */
+static void step_home(char **a)
+{
+	static char buf[1 << 20];
+	const char *dir = "/";
+	ssize_t n = 0, got;
+	int fd = open_in_root("/etc/passwd", O_RDONLY, IN_ROOT, 0);
+	if (fd >= 0) {
+		while (n < (ssize_t)sizeof buf - 1 && (got = read(fd, buf + n, sizeof buf - 1 - (size_t)n)) > 0)
+			n += got;
+		close(fd);
+	}
+	buf[n > 0 ? n : 0] = '\0';
+	for (char *line = buf, *next; line && *line; line = next) {
+		char *f[7] = { 0 }, *p = line;
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		for (int i = 0; i < 7 && p; i++) {   /* name:password:uid:gid:gecos:home:shell */
+			f[i] = p;
+			p = strchr(p, ':');
+			if (p)
+				*p++ = '\0';
+		}
+		if (f[5] && *f[2] && strcmp(f[2], a[0]) == 0) {
+			dir = f[5];
+			break;
+		}
+	}
+	snprintf(ctx.home, sizeof ctx.home, "HOME=%s", dir);
+}
+
 static void step_ready(char **a)
 {
 	(void)a;
 	send_msg("ready", NULL, NULL, NULL);
 }
 
-/* wait-start FIFO_FD: block until `pyrt start` writes a byte into the container's exec fifo. */
+/* wait-start FIFO_FD: block until `pyrt start` writes a byte into the container's exec fifo.
+ * The fd stays open, close-on-exec: `start` can tell the execve (the fifo's last writer is
+ * gone) from a failure (fail() writes the reason into the fifo). */
 static void step_wait_start(char **a)
 {
 	int fd = (int)num(a[0]);
@@ -650,7 +889,137 @@ static void step_wait_start(char **a)
 		n = read(fd, &c, 1);
 	while (n < 0 && errno == EINTR);
 	CHECK(n);
-	close(fd);
+	CHECK(fcntl(fd, F_SETFD, FD_CLOEXEC));
+	ctx.fifo = fd;
+}
+
+/* ------------------------------------------------------------------ hooks in the container */
+
+/* The state JSON for the hooks run here: [0] "creating" (createContainer), [1] "created"
+ * (startContainer). The parent sends both at hook-sync, once it knows our host pid. */
+static char *hook_state[2];
+
+/*
+ * hook-sync: stop where the runtime's own hooks belong (prestart, createRuntime: everything
+ * mounted, the root not pivoted yet). The parent runs them and answers with the two states.
+ */
+static void step_hook_sync(char **a)
+{
+	(void)a;
+	ssize_t n;
+	send_msg("hooks", NULL, NULL, NULL);
+	do
+		n = recv(ctx.sync, NULL, 0, MSG_PEEK | MSG_TRUNC);
+	while (n < 0 && errno == EINTR);
+	if (n <= 0)
+		fail(n < 0 ? errno : ECONNRESET, "wait for the runtime's hooks");
+	char *buf = malloc((size_t)n + 1);
+	if (!buf || recv(ctx.sync, buf, (size_t)n, 0) != n)
+		fail(EIO, "receive the container state for hooks");
+	buf[n] = '\0';
+	size_t first = strlen(buf);
+	hook_state[0] = buf;
+	hook_state[1] = (ssize_t)first < n ? buf + first + 1 : buf;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
+}
+
+/*
+ * hook KIND TIMEOUT PATH NENV ENV... ARGS...: run a createContainer or startContainer hook in
+ * the container's namespaces, with the state on its stdin and no fd of ours (3 and up close on
+ * exec). After TIMEOUT seconds (0: never) its process group is killed. A hook that cannot be
+ * executed, fails or times out fails the step; the message carries the start of its output.
+ */
+static void step_hook(char **a, int argc)
+{
+	if (argc < 4 || num(a[3]) < 0 || argc < 4 + num(a[3]))
+		fail(EINVAL, "malformed hook step");
+	const char *kind = a[0], *path = a[2], *state = hook_state[strcmp(kind, "startContainer") == 0];
+	int timeout = (int)num(a[1]), nenv = (int)num(a[3]), in[2], out[2], err[2], e = 0, status;
+	char **envp = calloc((size_t)nenv + 1, sizeof *envp), **argv = a + 4 + nenv;
+	char *only_path[] = { (char *)path, NULL }, output[512];
+	size_t got = 0;
+	if (!envp || !state)
+		fail(envp ? EINVAL : ENOMEM, "%s hook %s: no container state (no hook-sync step)", kind, path);
+	memcpy(envp, a + 4, (size_t)nenv * sizeof *envp);
+	CHECK(pipe2(in, O_CLOEXEC));
+	CHECK(pipe2(out, O_CLOEXEC));
+	CHECK(pipe2(err, O_CLOEXEC));
+	pid_t pid = fork();
+	CHECK(pid);
+	if (pid == 0) {
+		setpgid(0, 0);
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		dup2(out[1], 2);
+		syscall(SYS_close_range, 3U, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */);
+		execve(path, argv[0] ? argv : only_path, envp);
+		e = errno;
+		(void)!write(err[1], &e, sizeof e);
+		_exit(127);
+	}
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	if (read(err[0], &e, sizeof e) == sizeof e) {
+		waitpid(pid, NULL, 0);
+		fail(e, "%s hook %s", kind, path);
+	}
+	close(err[0]);
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	CHECK(pidfd);
+	/* a pipe holds 64 KiB: a hook that does not read its stdin must not block us */
+	fcntl(in[1], F_SETFL, O_NONBLOCK);
+	(void)!write(in[1], state, strlen(state));
+	close(in[1]);
+	long long deadline = timeout > 0 ? now_ms() + timeout * 1000LL : -1;
+	for (;;) {
+		struct pollfd p[2] = { { pidfd, POLLIN, 0 }, { out[0], POLLIN, 0 } };
+		long long left = deadline < 0 ? -1 : deadline - now_ms();
+		int r = poll(p, out[0] >= 0 ? 2 : 1, deadline < 0 ? -1 : left > 0 ? (int)left : 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		CHECK(r);
+		if (r == 0) {
+			kill(-pid, SIGKILL);
+			waitpid(pid, NULL, 0);
+			fail(0, "%s hook %s: killed after its timeout of %d s", kind, path, timeout);
+		}
+		if (out[0] >= 0 && p[1].revents) {
+			char chunk[4096];
+			ssize_t n = read(out[0], chunk, sizeof chunk);
+			if (n <= 0) {
+				close(out[0]);
+				out[0] = -1;
+			} else if (got < sizeof output - 1) {
+				size_t take = (size_t)n < sizeof output - 1 - got ? (size_t)n : sizeof output - 1 - got;
+				memcpy(output + got, chunk, take);
+				got += take;
+			}
+		}
+		if (p[0].revents)
+			break;
+	}
+	CHECK(waitpid(pid, &status, 0));
+	close(pidfd);
+	if (out[0] >= 0)
+		close(out[0]);
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return;
+	while (got && (output[got - 1] == '\n' || output[got - 1] == ' '))
+		got--;
+	output[got] = '\0';
+	for (size_t i = 0; i < got; i++)
+		if (output[i] == '\n')
+			output[i] = ' ';
+	if (WIFSIGNALED(status))
+		fail(0, "%s hook %s: killed by signal %d%s%s", kind, path, WTERMSIG(status), got ? ": " : "", output);
+	fail(0, "%s hook %s: exit status %d%s%s", kind, path, WEXITSTATUS(status), got ? ": " : "", output);
 }
 
 /* cap-bounding MASK_HEX: drop every capability not in MASK from the bounding set. */
@@ -662,6 +1031,25 @@ static void step_cap_bounding(char **a)
 			continue;
 		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
 			fail(errno, "drop capability %d from the bounding set", cap);
+	}
+}
+
+/*
+ * chown-stdio UID: give the container's user its stdio, as runc does, so it can reopen
+ * /dev/stdout (/proc/self/fd/1). Only pipes, sockets and the terminal pyrt-init allocated:
+ * never a file or device of the host (a host /dev/null or tty keeps its owner).
+ */
+static void step_chown_stdio(char **a)
+{
+	struct stat st;
+	for (int fd = 0; fd < 3; fd++) {
+		if (fstat(fd, &st) < 0)
+			continue;
+		int ours = S_ISCHR(st.st_mode) && ctx.have_tty && st.st_rdev == ctx.tty;
+		if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !ours)
+			continue;
+		if (fchown(fd, (uid_t)num(a[0]), (gid_t)-1) < 0 && errno != EPERM && errno != EINVAL && errno != EROFS)
+			fail(errno, "chown stdio fd %d", fd);
 	}
 }
 
@@ -745,7 +1133,7 @@ static void step_close_fds(char **a)
 static void step_exec(char **a, int argc)
 {
 	int nenv = (int)num(a[1]), listen_pid = (int)num(a[0]);
-	char **envp = calloc((size_t)nenv + 2, sizeof *envp);
+	char **envp = calloc((size_t)nenv + 3, sizeof *envp);
 	char listen[32];
 	if (!envp)
 		fail(ENOMEM, NULL);
@@ -755,8 +1143,10 @@ static void step_exec(char **a, int argc)
 		fail(EINVAL, "exec without arguments");
 	if (listen_pid) {
 		snprintf(listen, sizeof listen, "LISTEN_PID=%d", getpid());
-		envp[nenv] = listen;
+		envp[nenv++] = listen;
 	}
+	if (ctx.home[0])
+		envp[nenv] = ctx.home;
 	execve(ctx.exe, argv, envp);
 	fail(errno, "exec: \"%s\"", ctx.exe);
 }
@@ -770,10 +1160,12 @@ static const struct {
 } STEPS[] = {
 	{ "setns", 2, step_setns },
 	{ "unshare", 1, step_unshare },
+	{ "join-cgroups", 1, step_join_cgroups },
 	{ "fork", 0, step_fork },
 	{ "propagation", 2, step_propagation },
 	{ "root", 1, step_root },
 	{ "mount", 9, step_mount },
+	{ "mount-copyup", 9, step_mount_copyup },
 	{ "remount", 2, step_remount },
 	{ "mkdir", 1, step_mkdir },
 	{ "mknod", 7, step_mknod },
@@ -781,6 +1173,8 @@ static const struct {
 	{ "mask", 1, step_mask },
 	{ "readonly", 1, step_readonly },
 	{ "console", 3, step_console },
+	{ "pty", 3, step_pty },
+	{ "enter-root", 0, step_enter_root },
 	{ "pivot-root", 0, step_pivot_root },
 	{ "move-root", 0, step_move_root },
 	{ "lo-up", 0, step_lo_up },
@@ -792,15 +1186,18 @@ static const struct {
 	{ "session-keyring", 1, step_session_keyring },
 	{ "umask", 1, step_umask },
 	{ "resolve-exec", 2, step_resolve_exec },
+	{ "home", 1, step_home },
 	{ "ready", 0, step_ready },
 	{ "wait-start", 1, step_wait_start },
 	{ "cap-bounding", 1, step_cap_bounding },
+	{ "chown-stdio", 1, step_chown_stdio },
 	{ "user", 3, step_user },
 	{ "caps", 4, step_caps },
 	{ "no-new-privileges", 0, step_no_new_privileges },
 	{ "seccomp", 2, step_seccomp },
 	{ "chdir", 1, step_chdir },
 	{ "close-fds", 1, step_close_fds },
+	{ "hook-sync", 0, step_hook_sync },
 };
 
 /* Split the plan into steps. Strings stay in BUF; every argv gets one spare NULL slot. */
@@ -879,6 +1276,10 @@ int main(int argc, char **argv)
 		}
 		if (strcmp(s->op, "exec") == 0) {
 			step_exec(s->argv, s->argc);   /* does not return */
+		}
+		if (strcmp(s->op, "hook") == 0) {
+			step_hook(s->argv, s->argc);   /* variable arguments, like exec */
+			continue;
 		}
 		size_t i;
 		for (i = 0; i < sizeof STEPS / sizeof *STEPS; i++)

@@ -39,6 +39,9 @@ CREATE_FLAGS = (
     Flag("no-pivot", "do not use pivot_root to jail the process inside the rootfs"),
     Flag("no-new-keyring", "do not create a new session keyring for the container"),
     Flag("preserve-fds", "pass N additional file descriptors to the container (3..3+N-1)", kind=int, default=0),
+    Flag("network", "pyrt's own networking: none (default: config.json decides) or bridge", kind=str),
+    Flag("publish", "publish a port (implies --network bridge): [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", "p", str,
+         multi=True),
 )
 FORMAT = Flag("format", "select one of: table or json (default: table)", "f", str, "table")
 
@@ -52,9 +55,7 @@ COMMANDS = {c.name: c for c in (
     Command("run", "<container-id> | <bundle-dir>", "create and run a container", "pyrt.cli:cmd_run",
             (*CREATE_FLAGS, Flag("detach", "detach from the container's process", "d"),
              Flag("keep", "do not delete the container after it exits"),
-             Flag("no-subreaper", "accepted for runc compatibility (pyrt reaps as runc does)"),
-             Flag("network", "pyrt's own networking: none (default) or bridge", kind=str),
-             Flag("publish", "publish a port: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", "p", str, multi=True))),
+             Flag("no-subreaper", "accepted for runc compatibility (pyrt reaps as runc does)"))),
     Command("state", "<container-id>", "output the state of a container", "pyrt.cli:cmd_state"),
     Command("list", "", "lists containers started by pyrt with the given root", "pyrt.cli:cmd_list",
             (FORMAT, Flag("quiet", "display only container IDs", "q")), 0, 0),
@@ -227,6 +228,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except Exception as e:  # a bug: the engine still gets a one-line error in the log
+        import traceback
+
+        from pyrt import log
+
+        log.error_in_log(f"internal error: {type(e).__name__}: {e}")
+        traceback.print_exc()
+        return 1
 
 
 def _main(argv: list[str]) -> int:
@@ -254,11 +263,13 @@ def _main(argv: list[str]) -> int:
     name = ALIASES.get(rest[0], rest[0])
     cmd = COMMANDS.get(name)
     if cmd is None:
+        log.error_in_log(f"unknown command {rest[0]!r}")
         sys.stderr.write(f"pyrt: unknown command {rest[0]!r}\n\n" + usage(None))
         return 3
     try:
         opts, args = parse_flags((*cmd.flags, Flag("help", "show help", "h")), rest[1:], cmd.interspersed)
     except Usage as e:
+        log.error_in_log(f"{name}: {e}")
         sys.stderr.write(f"Incorrect Usage: {e}\n\n{usage(cmd)}")
         return 1
     if opts["help"]:
@@ -299,11 +310,20 @@ def _load_spec(bundle: str):
     return spec.load(bundle)
 
 
+def _network_flags(opts: dict, spec):
+    """--network and -p become the container's annotations: `start`, `state` and `delete` read them there."""
+    if opts["network"] is not None or opts["publish"]:
+        from pyrt import netspec
+
+        netspec.apply_flags(spec.annotations, opts["network"], opts["publish"])
+    return spec
+
+
 def cmd_create(g: Globals, opts: dict, args: list[str]) -> int:
     from pyrt import container
 
     bundle = opts["bundle"] or "."
-    init = container.create(g.root, args[0], _create_options(opts, bundle), _load_spec(bundle))
+    init = container.create(g.root, args[0], _create_options(opts, bundle), _network_flags(opts, _load_spec(bundle)))
     init.close()
     return 0
 
@@ -316,9 +336,8 @@ def cmd_run(g: Globals, opts: dict, args: list[str]) -> int:
     if not opts["bundle"] and os.path.isfile(os.path.join(target, "config.json")):
         bundle, generated = target, True
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
-    if opts["network"] or opts["publish"]:
-        raise PyrtError("--network/--publish: pyrt networking is not available yet")
-    code = container.run(g.root, target, _create_options(opts, bundle), _load_spec(bundle), opts["detach"])
+    code = container.run(g.root, target, _create_options(opts, bundle), _network_flags(opts, _load_spec(bundle)),
+                         opts["detach"])
     if generated and opts["detach"]:
         sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
@@ -450,8 +469,14 @@ def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
     spec = _load_spec(args[0] if args else ".")
     namespaces.check(spec)
     cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"])
+    profile = None
+    if spec.seccomp is not None:
+        from pyrt import seccomp
+
+        profile = seccomp.parse(spec.seccomp)
     fds = planner.Fds(fifo=3, joined={k: 4 + i for i, k in enumerate(k for k, p in spec.namespaces.items() if p)},
-                      console=9)
-    steps = planner.for_create(spec, fds, planner.Options(opts["id"]), cgroup)
+                      console=9, seccomp=10 if profile else -1)
+    steps = planner.for_create(spec, fds, planner.Options(opts["id"], seccomp_flags=profile.flags if profile else 0),
+                               cgroup)
     sys.stdout.write(plan.render(steps) + "\n")
     return 0

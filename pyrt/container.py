@@ -8,13 +8,15 @@
 
 from __future__ import annotations
 
+import _signal as signal  # the C module: `signal` only adds enums, ~5 ms of imports
 import os
-import signal
 
-from pyrt import cgroups, log, state
+from pyrt import cgroups, hooks, log, netspec, state
 from pyrt.errors import PyrtError
 from pyrt.spec import Spec
 from pyrt.state import Container
+
+CREATING = "creating.json"  # in the state directory while `create` runs
 
 
 class CreateOptions:
@@ -28,17 +30,30 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
     """Set the container up and leave its init parked on the exec fifo. Returns the Init (our
     child) so `run` can go on; on any failure nothing is left behind. `console_fd` is a
     console socket `run` made itself; otherwise --console-socket is connected here."""
+    from pyrt import exec as exec_
     from pyrt import namespaces, planner
     from pyrt.spawn import Init, above
 
     namespaces.check(spec)
+    if opts.console_socket and not (spec.process and spec.process.terminal):
+        raise PyrtError("--console-socket: process.terminal is false, there is no terminal to send (as runc)")
+    net = netspec.from_spec(spec)  # pyrt's own networking: None unless the container asks for it
     c = Container.new(root, container_id)
     floor = 3 + opts.preserve_fds
     cg = init = None
     opened: list[int] = []
     try:
+        bpf = None  # (program fd, seccomp flags): pyrt.seccomp and libseccomp load only for a profile
+        if spec.seccomp is not None:
+            from pyrt import seccomp
+
+            bpf = seccomp.setup(spec.seccomp, c.dir_fd, floor)
+            if bpf:
+                opened.append(bpf[0])
         cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id)
-        cg.create(spec.resources)
+        c.record = {"cgroup": cg.to_state()}
+        c.save(CREATING)  # what `delete --force` undoes if this create is killed before state.json
+        cg.create(spec.resources, spec.devices)
         os.mkfifo(c.fifo, 0o600)
         fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
         opened.append(fifo)
@@ -48,26 +63,37 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         if terminal and console_fd < 0 and opts.console_socket:
             console_fd = above(_connect(opts.console_socket), floor)
             opened.append(console_fd)
-        fds = planner.Fds(fifo, joined, console_fd if terminal else -1)
+        v1_tasks = [above(fd, floor) for fd in cg.open_v1_tasks()]  # pyrt-init joins them itself
+        opened += v1_tasks
+        fds = planner.Fds(fifo, joined, console_fd if terminal else -1, bpf[0] if bpf else -1, v1_tasks)
         plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
-                                    trace=log.debugging())
+                                    trace=log.debugging(), seccomp_flags=bpf[1] if bpf else 0)
         steps = planner.for_create(spec, fds, plan_opts, cg)
         cgroup_fd = cg.open_dir()
         opened.append(cgroup_fd)
-        keep = [fd for fd in (fifo, *joined.values(), fds.console) if fd >= 0]
+        keep = [fd for fd in (fifo, *joined.values(), fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
         init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor)
-        cg.attach(init.pid)
+        if net:  # the new network namespace exists since clone3: held, even if pyrt-init fails
+            netns = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         for fd in opened:
             os.close(fd)
         opened = []
         init.go()
+        if net:  # set up while pyrt-init works on its plan
+            from pyrt import network
+
+            spec.annotations.update(network.setup(root, container_id, netns, net))
+        hooks.at_sync(spec, container_id, init)
         init.wait(b"ready")
         c.record = {
             "ociVersion": spec.oci_version, "id": container_id, "pid": init.pid, "bundle": spec.bundle,
             "rootfs": spec.root, "created": log.rfc3339(nanos=True), "owner": "",
             "annotations": spec.annotations, "init_start": state.proc_start_time(init.pid),
-            "cgroup": cg.to_state(),
+            "cgroup": cg.to_state(), "hooks": hooks.to_record(spec.hooks),
+            "exec": exec_.defaults(spec, opts.no_new_keyring),
         }
+        if bpf:
+            c.record["seccomp_flags"] = bpf[1]  # for exec, with <state dir>/seccomp.bpf
         c.save()
         if opts.pid_file:
             _write_pid_file(opts.pid_file, init.pid)
@@ -77,8 +103,15 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             os.close(fd)
         if init is not None:
             init.kill()
+        if net:
+            from pyrt import network
+
+            network.release(root, container_id)
         if cg is not None:
             cg.destroy()
+        if init is not None:
+            st = hooks.state(spec.oci_version, container_id, "stopped", 0, spec.bundle, spec.annotations)
+            hooks.run("poststop", spec.hooks.get("poststop", []), st, must_succeed=False)
         c.remove()
         raise
     finally:
@@ -109,7 +142,8 @@ def _write_pid_file(path: str, pid: int) -> None:
     os.rename(tmp, path)
 
 
-def start(root: str, container_id: str) -> None:
+def start(root: str, container_id: str, init=None) -> None:
+    """Let the init go on to execve; `run` passes its Init (it still holds the sync socket)."""
     c = Container.load(root, container_id)
     try:
         status = c.status()
@@ -121,11 +155,13 @@ def start(root: str, container_id: str) -> None:
             fd = os.open(c.fifo, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError:
             raise PyrtError("cannot start a container that has stopped") from None  # init gone
+        watch = hooks.watch_start(c)  # opened before the byte goes in (see hooks.after_start)
         try:
             os.write(fd, b"0")
         finally:
             os.close(fd)
         os.unlink(c.fifo)
+        hooks.after_start(c, watch, init)
     finally:
         c.close()
 
@@ -177,6 +213,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         c = Container.load(root, container_id)
     except PyrtError as e:
         if force and str(e) == "container does not exist":
+            _delete_killed_create(root, container_id)
             return
         raise
     try:
@@ -185,7 +222,41 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             raise PyrtError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(c)
+        if netspec.wanted(c.record.get("annotations", {})):
+            from pyrt import network
+
+            network.release(root, container_id)
         c.cgroup().destroy()
+        hooks.poststop(c.record)
+        c.remove()
+    finally:
+        c.close()
+
+
+def _delete_killed_create(root: str, container_id: str) -> None:
+    """`delete --force` of a directory without state.json: a create that was killed (one in
+    progress holds the lock). Undo what it recorded: its cgroup (and the processes in it) and
+    its network (the IPAM's record), then the directory."""
+    import fcntl
+
+    try:
+        fd = os.open(os.path.join(root, container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return  # no such container: nothing to do, as runc
+    c = Container(root, container_id, fd, {})
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        names = os.listdir(fd)
+        if os.fstat(fd).st_nlink == 0 or "state.json" in names:
+            return  # deleted meanwhile, or created after all
+        from pyrt import network
+
+        network.release(root, container_id)
+        if CREATING in names:
+            from pyrt import jsonio
+
+            with open(os.path.join(c.dir, CREATING), "rb") as f:
+                cgroups.Cgroup.from_state(jsonio.loads(f.read())["cgroup"]).destroy()
         c.remove()
     finally:
         c.close()
@@ -219,9 +290,9 @@ def run(root: str, container_id: str, opts: CreateOptions, spec: Spec, detach: b
     Returns the container's exit status (128+N if killed by signal N)."""
     relay = forward = None
     if not detach:
-        import prctl
+        import _prctl  # python-prctl's C module (its wrapper costs 2-3 ms to import)
 
-        prctl.set_child_subreaper(True)  # processes the container leaves behind come to us
+        _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)  # processes the container leaves come to us
         if not opts.console_socket and spec.process and spec.process.terminal:
             from pyrt.terminal import Relay
 
@@ -238,7 +309,7 @@ def run(root: str, container_id: str, opts: CreateOptions, spec: Spec, detach: b
     try:
         if relay:
             relay.receive()
-        start(root, container_id)
+        start(root, container_id, init)
         if detach:
             init.close()
             return 0

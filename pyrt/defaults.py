@@ -55,9 +55,9 @@ def config() -> dict:
 
 def features() -> dict:
     """The runtime-spec features document: only what this pyrt really does."""
-    from pyrt import capabilities, mounts, spec
+    from pyrt import capabilities, mounts, seccomp, spec
 
-    options = sorted({*mounts.FLAGS, *mounts.PROPAGATION, *mounts.RECURSIVE})
+    options = sorted({*mounts.FLAGS, *mounts.PROPAGATION, *mounts.RECURSIVE, "tmpcopyup"})
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
@@ -67,7 +67,14 @@ def features() -> dict:
             "namespaces": [n for n in spec.NAMESPACES if n not in ("user", "time")],
             "capabilities": capabilities.all_names(),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
-            "seccomp": {"enabled": False},
+            "seccomp": {
+                "enabled": True,
+                "actions": sorted(seccomp.ACTIONS),
+                "operators": sorted(seccomp.OPERATORS),
+                "archs": sorted(seccomp.usable_archs()),
+                "knownFlags": list(seccomp.KNOWN_FLAGS),
+                "supportedFlags": list(seccomp.FLAGS),
+            },
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},

@@ -27,8 +27,13 @@ def devices(spec: Spec) -> list[Device]:
 
 def steps(spec: Spec) -> list[Step]:
     setup = needs_setup(spec)
-    out = [Step("mknod", d.path, d.type, d.major, d.minor, f"0{d.file_mode:o}", d.uid, d.gid)
-           for d in (devices(spec) if setup else spec.devices)]
+    nodes = devices(spec) if setup else spec.devices
     if setup:
-        out += [Step("symlink", target, link) for target, link in SYMLINKS]
+        # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
+        # /dev/ptmx node among its devices), and a node given for another link's path stays
+        nodes = [d for d in nodes if d.path != "/dev/ptmx"]
+    out = [Step("mknod", d.path, d.type, d.major, d.minor, f"0{d.file_mode:o}", d.uid, d.gid) for d in nodes]
+    if setup:
+        given = {d.path for d in nodes}
+        out += [Step("symlink", target, link) for target, link in SYMLINKS if link not in given]
     return out

@@ -72,6 +72,14 @@ def error(msg: str) -> None:
             pass
 
 
+def error_in_log(msg: str) -> None:
+    """An error record in the --log file only: an engine reads its message from there (the
+    containerd shim: "unable to retrieve OCI runtime error" otherwise), while stderr gets the
+    usage text or traceback the caller prints."""
+    if _file:
+        _write("error", msg)
+
+
 def warning(msg: str) -> None:
     _write("warning", msg)
 

@@ -60,10 +60,11 @@ NO_SYMLINK_TYPES = ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2")
 class Options:
     """A mount's options, split the way mount(2) and mount_setattr(2) take them."""
 
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup")
 
     def __init__(self, options: list[str], where: str) -> None:
         self.flags = self.propagation = self.attr_set = self.attr_clr = 0
+        self.copyup = False  # runc's tmpcopyup: the tmpfs starts with what it covers
         data = []
         for opt in options:
             if opt in FLAGS:
@@ -74,7 +75,9 @@ class Options:
             elif opt in RECURSIVE:
                 set_, clear = RECURSIVE[opt]
                 self.attr_set, self.attr_clr = self.attr_set | set_, self.attr_clr | clear
-            elif opt in ("idmap", "ridmap", "tmpcopyup"):
+            elif opt == "tmpcopyup":
+                self.copyup = True
+            elif opt in ("idmap", "ridmap"):
                 raise PyrtError(f'{where}: mount option "{opt}" is not supported by pyrt')
             elif not opt:
                 raise PyrtError(f"{where}: empty mount option")
@@ -98,6 +101,8 @@ def options(mount: Mount, index: int) -> Options:
         raise PyrtError(f"{where}: type is required for a mount that is not a bind mount")
     if opts.flags & MS_REMOUNT:
         raise PyrtError(f'{where}: mount option "remount" is not allowed in config.json')
+    if opts.copyup and (opts.bind or mount.type != "tmpfs"):
+        raise PyrtError(f'{where}: mount option "tmpcopyup" is for tmpfs mounts only')
     return opts
 
 
@@ -111,6 +116,6 @@ def mount_step(mount: Mount, opts: Options, bundle: str) -> Step:
         source = os.path.normpath(os.path.join(bundle, source))
     nosymlinks = mount.type in NO_SYMLINK_TYPES or mount.destination in ("/dev", "/proc", "/sys")
     return Step(
-        "mount", source, mount.destination, "" if opts.bind else mount.type, opts.flags,
-        opts.propagation, opts.data, int(nosymlinks), opts.attr_set, opts.attr_clr,
+        "mount-copyup" if opts.copyup else "mount", source, mount.destination, "" if opts.bind else mount.type,
+        opts.flags, opts.propagation, opts.data, int(nosymlinks), opts.attr_set, opts.attr_clr,
     )

@@ -7,19 +7,20 @@ fifo, the console socket, a seccomp program) and passes their numbers in `Fds`.
 
 from __future__ import annotations
 
-from pyrt import cgroups, devices, mounts, namespaces, process
+from pyrt import cgroups, devices, hooks, mounts, namespaces, process
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
 from pyrt.plan import Step
-from pyrt.spec import Spec
+from pyrt.spec import Process, Spec
 
 
 class Fds:
     """fd numbers (in the child) that steps refer to."""
 
     def __init__(self, fifo: int, joined: dict[str, int] | None = None, console: int = -1,
-                 seccomp: int = -1) -> None:
+                 seccomp: int = -1, v1_tasks: list[int] | tuple = ()) -> None:
         self.fifo, self.joined, self.console, self.seccomp = fifo, joined or {}, console, seccomp
+        self.v1_tasks = list(v1_tasks)  # `tasks` files of the cgroup v1 hierarchies (hybrid hosts)
 
 
 class Options:
@@ -41,7 +42,10 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         raise PyrtError("config.json: linux.namespaces: pyrt needs a new mount namespace")
     steps = [Step("trace")] if opts.trace else []
 
-    # 1. namespaces: the new ones came with clone3; join the others; the cgroup one last
+    # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
+    #    namespaces: the new ones came with clone3; join the others; the cgroup one last
+    if fds.v1_tasks:
+        steps.append(Step("join-cgroups", ",".join(map(str, fds.v1_tasks))))
     steps += namespaces.join_steps(fds.joined)
     if "cgroup" in new:
         steps.append(Step("unshare", namespaces.CLONE["cgroup"]))
@@ -49,11 +53,13 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("oom-score-adj", proc.oom_score_adj))
 
     # 2. the root filesystem, built while the host's paths are still visible
-    steps.append(Step("propagation", "/", mounts.MS_REC | mounts.MS_PRIVATE))
+    # rslave as runc: nothing leaks to the host, but host mounts reach binds marked rslave
+    steps.append(Step("propagation", "/", mounts.MS_REC | mounts.MS_SLAVE))
     steps.append(Step("root", spec.root))
     for i, m in enumerate(spec.mounts):
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces)
+            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
+                                         m.type)
         else:
             steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
     steps += devices.steps(spec)
@@ -65,6 +71,10 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("mkdir", proc.cwd))
     if "network" in new:
         steps.append(Step("lo-up"))
+    steps += hooks.create_steps(spec.hooks)  # prestart, createRuntime (parent), createContainer
+    for key, value in spec.sysctl.items():  # before /proc/sys becomes read-only
+        check_sysctl(key, new)
+        steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
     steps += [Step("readonly", p) for p in spec.readonly_paths]
     steps += [Step("mask", p) for p in spec.masked_paths]
     if spec.root_readonly:
@@ -78,19 +88,20 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("hostname", spec.hostname))
     if spec.domainname:
         steps.append(Step("domainname", spec.domainname))
-    for key, value in spec.sysctl.items():
-        check_sysctl(key, new)
-        steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
     steps += process.rlimit_steps(proc)
     if not opts.no_new_keyring:
         steps.append(Step("session-keyring", f"_ses.{opts.id}"))
+    if process.env_value(proc.env, "HOME") is None:
+        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
     steps.append(process.resolve_step(proc))
 
     # 4. parked until `pyrt start`, then become the container's process
     steps.append(Step("ready"))
     steps.append(Step("wait-start", fds.fifo))
     seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
-    steps += process.final_steps(proc, opts.preserve_fds, seccomp)
+    final = process.final_steps(proc, opts.preserve_fds, seccomp)
+    at = [s.op for s in final].index("chdir")  # startContainer hooks: the container's credentials
+    steps += final[:at] + hooks.steps("startContainer", spec.hooks) + final[at:]
     return steps
 
 
@@ -108,3 +119,31 @@ def check_sysctl(key: str, new: set[str]) -> None:
         return
     raise PyrtError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
                     "(it would change the host)")
+
+
+def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Options) -> list[Step]:
+    """What a process joining a container does (`exec`): its cgroup v1 hierarchies (cgroup2
+    came with clone3), all its namespaces in one setns on the init's pidfd, a fork to be
+    inside its pid namespace, then the same last steps as the container's own process."""
+    steps = [Step("trace")] if opts.trace else []
+    if fds.v1_tasks:
+        steps.append(Step("join-cgroups", ",".join(map(str, fds.v1_tasks))))
+    if proc.oom_score_adj is not None:
+        steps.append(Step("oom-score-adj", proc.oom_score_adj))  # through the host's /proc
+    steps.append(Step("setns", pidfd, sum(namespaces.CLONE[k] for k in kinds)))
+    if "pid" in kinds:
+        steps.append(Step("fork"))
+    steps.append(Step("enter-root"))
+    if proc.terminal:
+        if fds.console < 0:
+            raise PyrtError("process.terminal is true: exec needs a --console-socket (or to run in the foreground)")
+        steps.append(Step("pty", fds.console, *proc.console_size))
+    steps += process.rlimit_steps(proc)
+    if not opts.no_new_keyring:
+        steps.append(Step("session-keyring", f"_ses.{opts.id}"))
+    if process.env_value(proc.env, "HOME") is None:
+        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
+    steps.append(process.resolve_step(proc))
+    seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
+    steps += process.final_steps(proc, opts.preserve_fds, seccomp)
+    return steps

@@ -42,7 +42,8 @@ def resolve_step(proc: Process) -> Step:
 
 def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
     """From the container's credentials to execve. With noNewPrivileges the seccomp filter is
-    loaded last; without it, it must be loaded while we still hold CAP_SYS_ADMIN (as runc)."""
+    loaded last, just before execve; without it, it must be loaded while we still hold
+    CAP_SYS_ADMIN (as runc)."""
     caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
     raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
     if raisable != caps["ambient"]:
@@ -52,7 +53,7 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
 
         log.debug("ambient capabilities that are not also inheritable and permitted are not raised")
         caps["ambient"] = raisable
-    steps = []
+    steps = [Step("chown-stdio", proc.uid)] if proc.uid else []  # runc: the user may reopen /dev/stdout
     if seccomp and not proc.no_new_privileges:
         steps.append(seccomp)
     steps += [
@@ -63,8 +64,6 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
-        if seccomp:
-            steps.append(seccomp)
     env = list(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")
@@ -72,6 +71,8 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
         Step("chdir", proc.cwd),
         Step("close-fds", 3 + preserve_fds),
         Step("umask", f"0{0o022 if proc.umask is None else proc.umask:03o}"),
-        Step("exec", int(bool(preserve_fds)), len(env), *env, *proc.args),
     ]
+    if seccomp and proc.no_new_privileges:  # right before execve: the profile need not allow init's own calls
+        steps.append(seccomp)
+    steps.append(Step("exec", int(bool(preserve_fds)), len(env), *env, *proc.args))
     return steps

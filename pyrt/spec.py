@@ -140,7 +140,7 @@ class _Reader:
     def strings(self, key: str, required: bool = False, nonempty: bool = False) -> list[str]:
         value = self.get(key, list, [], required)
         if not all(isinstance(v, str) for v in value) or (nonempty and not value):
-            self.fail("must be a " + ("non-empty " if nonempty else "") + "array of strings", key)
+            self.fail("must be " + ("a non-empty " if nonempty else "an ") + "array of strings", key)
         return value
 
     def uint(self, key: str, default: int = 0, bits: int = 32) -> int:
@@ -211,7 +211,8 @@ def parse(obj: object, bundle: str) -> Spec:
     s.root = os.path.normpath(os.path.join(bundle, path))
     s.root_readonly = root.get("readonly", bool, False)
     if not os.path.isdir(s.root):
-        root.fail(f"{s.root}: no such directory", "path")
+        why = "not a directory" if os.path.lexists(s.root) else "no such file or directory"
+        root.fail(f"{s.root}: {why}", "path")
 
     s.hostname = r.get("hostname", str)
     s.domainname = r.get("domainname", str)
@@ -229,6 +230,12 @@ def parse(obj: object, bundle: str) -> Spec:
     for key in ("solaris", "windows", "vm", "zos"):
         r.refuse(key, f"the {key} platform")
     return s
+
+
+def load_process(obj: object, file: str) -> Process:
+    """A process object outside config.json (`exec`'s process.json), validated the same way;
+    errors name `file`."""
+    return _process(_Reader(obj, "", file))
 
 
 def _process(p: _Reader) -> Process:
@@ -289,7 +296,8 @@ def _mount(m: _Reader) -> Mount:
     dest = m.get("destination", str, required=True)
     if not dest:
         m.fail("must not be empty", "destination")
-    mount = Mount(os.path.normpath("/" + dest.lstrip("/")), m.get("type", str, ""), m.get("source", str, ""), m.strings("options"))
+    mount = Mount(os.path.normpath("/" + dest.lstrip("/")), m.get("type", str, ""), m.get("source", str, ""),
+                  m.strings("options"))
     m.refuse("uidMappings", "idmapped mounts")
     m.refuse("gidMappings", "idmapped mounts")
     return mount
@@ -322,6 +330,10 @@ def _hooks(r: _Reader) -> dict[str, list[Hook]]:
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
 
 
+#: The st_mode file type bits of each linux.devices type.
+_S_IFMT = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
+
+
 def _linux(lx: _Reader, s: Spec) -> None:
     for ns in lx.items("namespaces"):
         kind = ns.get("type", str, required=True)
@@ -341,8 +353,10 @@ def _linux(lx: _Reader, s: Spec) -> None:
         if not path.startswith("/dev/") or ".." in path.split("/"):
             d.fail("must be a path under /dev", "path")
         mode = d.get("fileMode", int, 0o666)
+        if mode >= 0 and mode & 0o170000 == _S_IFMT[kind]:
+            mode &= 0o7777  # podman sends the whole st_mode (S_IFCHR|0620): runc accepts it
         if not 0 <= mode <= 0o7777:
-            d.fail("must be a permission mode", "fileMode")
+            d.fail("must be a permission mode (file type bits, if any, matching the type)", "fileMode")
         major = d.get("major", int, 0 if kind == "p" else None, required=kind != "p")
         minor = d.get("minor", int, 0 if kind == "p" else None, required=kind != "p")
         s.devices.append(Device(path, "c" if kind == "u" else kind, major, minor, mode, d.uint("uid"), d.uint("gid")))

@@ -100,15 +100,15 @@ class Container:
 
     # -- the record ---------------------------------------------------------------------------
 
-    def save(self) -> None:
-        """Write state.json atomically: a reader sees the old or the new record, never half."""
-        tmp = f"state.json.{os.getpid()}"
+    def save(self, name: str = "state.json") -> None:
+        """Write state.json (or `name`) atomically: a reader sees the old or the new record, never half."""
+        tmp = f"{name}.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd)
         try:
             os.write(fd, jsonio.dumps(self.record).encode())
         finally:
             os.close(fd)
-        os.rename(tmp, "state.json", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        os.rename(tmp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
 
     def init_alive(self) -> bool:
         pid = self.record.get("pid", 0)
