@@ -37,7 +37,7 @@ install: deps
 	$(PY) -m pip install --quiet '.[test]'
 	$(PY) -m pip install --quiet ruff
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("platlib"))') && \
-	printf '#!%s -IS\nimport sys\nsys.path.append("%s")\nfrom pyrt.cli import main\nsys.exit(main())\n' \
+	printf '#!%s -IS\nimport sys\nsys.path.append("%s")\nfrom pyrt.cli import entry\nentry()\n' \
 		'$(PY)' "$$site" > $(BIN).tmp
 	chmod 755 $(BIN).tmp && mv $(BIN).tmp $(BIN)
 	$(BIN) --version
@@ -48,7 +48,7 @@ dev: deps
 	test -x $(PY) || $(SYSPY) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[test]' ruff
 	site=$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("platlib"))') && \
-	printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s"]\nsys.path.append("%s")\nfrom pyrt.cli import main\nsys.exit(main())\n' \
+	printf '#!%s -IS\nimport sys\nsys.path[:0] = ["%s"]\nsys.path.append("%s")\nfrom pyrt.cli import entry\nentry()\n' \
 		'$(PY)' "$(CURDIR)" "$$site" > $(BIN).tmp
 	chmod 755 $(BIN).tmp && mv $(BIN).tmp $(BIN)
 
