@@ -149,7 +149,12 @@ static int openat2_(int dirfd, const char *path, int flags, unsigned long long r
 	struct open_how how = { .flags = (unsigned long long)(flags | O_CLOEXEC), .resolve = resolve };
 	if (flags & O_CREAT)
 		how.mode = 0644;
-	return (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+	int fd, tries = 0;
+	/* EAGAIN: a rename or mount anywhere on the system while ".." was resolved; try again */
+	do
+		fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+	while (fd < 0 && errno == EAGAIN && ++tries < 1000);
+	return fd;
 }
 
 /* Paths in the plan are absolute inside the container; make them relative to the root fd. */

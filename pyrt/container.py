@@ -222,11 +222,11 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             raise PyrtError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(c)
-        if netspec.wanted(c.record.get("annotations", {})):
+        c.cgroup().destroy()
+        if netspec.wanted(c.record.get("annotations", {})):  # once nothing is left in its namespace
             from pyrt import network
 
             network.release(root, container_id)
-        c.cgroup().destroy()
         hooks.poststop(c.record)
         c.remove()
     finally:
@@ -235,8 +235,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def _delete_killed_create(root: str, container_id: str) -> None:
     """`delete --force` of a directory without state.json: a create that was killed (one in
-    progress holds the lock). Undo what it recorded: its cgroup (and the processes in it) and
-    its network (the IPAM's record), then the directory."""
+    progress holds the lock). Undo what it recorded: its cgroup (and the processes in it), its
+    network (the IPAM's record), then the directory."""
     import fcntl
 
     try:
@@ -249,14 +249,14 @@ def _delete_killed_create(root: str, container_id: str) -> None:
         names = os.listdir(fd)
         if os.fstat(fd).st_nlink == 0 or "state.json" in names:
             return  # deleted meanwhile, or created after all
-        from pyrt import network
-
-        network.release(root, container_id)
         if CREATING in names:
             from pyrt import jsonio
 
             with open(os.path.join(c.dir, CREATING), "rb") as f:
                 cgroups.Cgroup.from_state(jsonio.loads(f.read())["cgroup"]).destroy()
+        from pyrt import network
+
+        network.release(root, container_id)
         c.remove()
     finally:
         c.close()

@@ -1,0 +1,299 @@
+"""The plan without root: the order of a container's setup steps, mount option mapping, devices,
+credentials, and the wire encoding pyrt-init parses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import base_config
+
+from pyrt import cgroups, devices, mounts, plan, planner, process, spec
+from pyrt.errors import PyrtError
+from pyrt.plan import Step
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    (tmp_path / "rootfs").mkdir()
+    return tmp_path
+
+
+def make_spec(bundle: Path, change=None) -> spec.Spec:
+    c = base_config()
+    c["root"] = {"path": "rootfs", "readonly": True}
+    if change:
+        change(c)
+    return spec.parse(json.loads(json.dumps(c)), str(bundle))
+
+
+def make_plan(s: spec.Spec, fds: planner.Fds | None = None, **options) -> list[Step]:
+    opts = planner.Options("cid", **options)
+    return planner.for_create(s, fds or planner.Fds(3), opts, cgroups.Cgroup.for_spec(None, "cid"))
+
+
+def ops(steps: list[Step]) -> list[str]:
+    return [s.op for s in steps]
+
+
+def first(steps: list[Step], op: str, *args: str) -> int:
+    """Index of the first step `op` whose arguments start with `args`."""
+    for i, s in enumerate(steps):
+        if s.op == op and s.args[: len(args)] == args:
+            return i
+    raise AssertionError(f"no step {op} {args} in {ops(steps)}")
+
+
+def test_the_life_of_an_init_in_order(bundle_dir):
+    s = make_spec(bundle_dir, lambda c: (c["linux"].update(sysctl={"net.ipv4.ip_forward": "1"}),
+                                         c["process"].update(cwd="/work", oomScoreAdj=3)))
+    steps = make_plan(s)
+    order = [
+        first(steps, "oom-score-adj"),
+        first(steps, "propagation", "/", str(mounts.MS_REC | mounts.MS_SLAVE)),
+        first(steps, "root", str(bundle_dir / "rootfs")),
+        first(steps, "mount", "proc", "/proc"), first(steps, "mount", "tmpfs", "/dev"),
+        first(steps, "mount", "devpts", "/dev/pts"), first(steps, "mount", "tmpfs", "/tmp"),
+        first(steps, "mknod", "/dev/null"), first(steps, "symlink", "pts/ptmx", "/dev/ptmx"),
+        first(steps, "mkdir", "/work"), first(steps, "lo-up"),
+        first(steps, "sysctl", "/proc/sys/net/ipv4/ip_forward", "1"),  # before /proc/sys is read-only
+        first(steps, "readonly", "/proc/bus"), first(steps, "mask", "/proc/acpi"),
+        first(steps, "remount", "/", str(mounts.MS_RDONLY)),
+        first(steps, "pivot-root"), first(steps, "hostname", "pyrt-test"),
+        first(steps, "rlimit", "7", "1024", "1024"), first(steps, "session-keyring", "_ses.cid"),
+        first(steps, "home", "0"), first(steps, "resolve-exec", "true"),
+        first(steps, "ready"), first(steps, "wait-start", "3"),
+        first(steps, "cap-bounding"), first(steps, "user", "0", "0", ""), first(steps, "caps"),
+        first(steps, "no-new-privileges"), first(steps, "chdir", "/work"), first(steps, "close-fds", "3"),
+        first(steps, "umask", "0022"), first(steps, "exec"),
+    ]
+    assert order == sorted(order)
+    assert steps[-1].op == "exec"
+    assert steps[-1].args[:2] == ("0", "2") and steps[-1].args[4:] == ("true",)
+    # every mounts[] entry in config order, before any device node
+    mount_points = [st.args[1] for st in steps if st.op == "mount"]
+    assert mount_points == [m.destination for m in s.mounts]
+    assert len([x for x in ops(steps) if x == "mask"]) == len(s.masked_paths)
+
+
+def test_choices_of_the_command_line(bundle_dir):
+    s = make_spec(bundle_dir)
+    steps = make_plan(s, no_pivot=True, no_new_keyring=True, preserve_fds=2, trace=True)
+    assert steps[0].op == "trace"
+    assert "move-root" in ops(steps) and "pivot-root" not in ops(steps)
+    assert "session-keyring" not in ops(steps)
+    assert steps[first(steps, "close-fds")].args == ("5",)
+    exe = steps[-1]
+    assert exe.args[0] == "1" and "LISTEN_FDS=2" in exe.args  # LISTEN_PID is set by init (its own pid)
+
+
+def test_namespaces_joined_and_new(bundle_dir):
+    def join(c):
+        c["linux"]["namespaces"] = [{"type": "pid", "path": "/p"}, {"type": "network", "path": "/n"},
+                                    {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}]
+    steps = make_plan(make_spec(bundle_dir, join), planner.Fds(3, {"pid": 7, "network": 8}))
+    setns = [st.args for st in steps if st.op == "setns"]
+    assert setns == [("8", str(0x40000000)), ("7", str(0x20000000))]  # network before pid (JOIN_ORDER)
+    assert first(steps, "setns", "7") < first(steps, "fork") < first(steps, "unshare", str(0x02000000))
+    assert "lo-up" not in ops(steps)  # a joined network namespace is someone else's
+
+
+def test_mount_namespace_must_be_new(bundle_dir):
+    s = make_spec(bundle_dir, lambda c: c["linux"]["namespaces"].remove({"type": "mount"}))
+    with pytest.raises(PyrtError, match="new mount namespace"):
+        make_plan(s)
+
+
+def test_terminal_needs_a_console_fd(bundle_dir):
+    s = make_spec(bundle_dir, lambda c: c["process"].update(terminal=True, consoleSize={"height": 5, "width": 9}))
+    with pytest.raises(PyrtError, match="console-socket"):
+        make_plan(s)
+    steps = make_plan(s, planner.Fds(3, console=6))
+    assert steps[first(steps, "console")].args == ("6", "5", "9")
+    assert first(steps, "symlink", "pts/ptmx") < first(steps, "console") < first(steps, "pivot-root")
+
+
+def test_root_propagation_after_pivot_and_no_cwd_step_for_root(bundle_dir):
+    steps = make_plan(make_spec(bundle_dir, lambda c: c["linux"].update(rootfsPropagation="rshared")))
+    at = first(steps, "propagation", "/", str(mounts.MS_SHARED | mounts.MS_REC))
+    assert at > first(steps, "pivot-root")
+    assert "mkdir" not in ops(steps)
+
+
+@pytest.mark.parametrize("key,namespaces,ok", [
+    ("net.ipv4.ip_forward", ("network",), True), ("net.core.somaxconn", ("ipc",), False),
+    ("kernel.shmmax", ("ipc",), True), ("fs.mqueue.queues_max", ("ipc",), True),
+    ("kernel.shmmax", ("network",), False), ("kernel.hostname", ("uts",), True),
+    ("kernel.domainname", (), False), ("vm.swappiness", ("network", "ipc", "uts"), False),
+    ("kernel.panic", ("network", "ipc", "uts"), False),
+])
+def test_only_namespaced_sysctls(key, namespaces, ok):
+    if ok:
+        planner.check_sysctl(key, set(namespaces))
+    else:
+        with pytest.raises(PyrtError, match="it would change the host"):
+            planner.check_sysctl(key, set(namespaces))
+
+
+# ----------------------------------------------------------------------------- mount options
+
+
+@pytest.mark.parametrize("options,flags,propagation,attr_set,attr_clr,data", [
+    ([], 0, 0, 0, 0, ""),
+    (["defaults"], 0, 0, 0, 0, ""),
+    (["ro", "nosuid", "nodev", "noexec"], mounts.MS_RDONLY | mounts.MS_NOSUID | mounts.MS_NODEV | mounts.MS_NOEXEC,
+     0, 0, 0, ""),
+    (["ro", "rw"], 0, 0, 0, 0, ""),  # the last word wins
+    (["noatime", "atime"], 0, 0, 0, 0, ""),
+    (["relatime", "strictatime", "nodiratime", "sync", "dirsync", "lazytime", "nosymfollow"],
+     mounts.MS_RELATIME | mounts.MS_STRICTATIME | mounts.MS_NODIRATIME | mounts.MS_SYNCHRONOUS | mounts.MS_DIRSYNC
+     | mounts.MS_LAZYTIME | mounts.MS_NOSYMFOLLOW, 0, 0, 0, ""),
+    (["bind"], mounts.MS_BIND, 0, 0, 0, ""),
+    (["rbind", "rprivate"], mounts.MS_BIND | mounts.MS_REC, mounts.MS_PRIVATE | mounts.MS_REC, 0, 0, ""),
+    (["rslave"], 0, mounts.MS_SLAVE | mounts.MS_REC, 0, 0, ""),
+    (["shared"], 0, mounts.MS_SHARED, 0, 0, ""),
+    (["unbindable"], 0, mounts.MS_UNBINDABLE, 0, 0, ""),
+    (["rro", "rnosuid", "rnodev", "rnoexec"], 0, 0,
+     mounts.ATTR_RDONLY | mounts.ATTR_NOSUID | mounts.ATTR_NODEV | mounts.ATTR_NOEXEC, 0, ""),
+    (["rrw", "rexec"], 0, 0, 0, mounts.ATTR_RDONLY | mounts.ATTR_NOEXEC, ""),
+    (["rnoatime"], 0, 0, mounts.ATTR_NOATIME, mounts.ATTR__ATIME, ""),
+    (["mode=755", "size=65536k", "nosuid", "uid=5"], mounts.MS_NOSUID, 0, 0, 0, "mode=755,size=65536k,uid=5"),
+    (["newinstance", "ptmxmode=0666", "gid=5"], 0, 0, 0, 0, "newinstance,ptmxmode=0666,gid=5"),
+])
+def test_mount_option_mapping(options, flags, propagation, attr_set, attr_clr, data):
+    o = mounts.Options(options, "here")
+    assert (o.flags, o.propagation, o.attr_set, o.attr_clr, o.data) == (flags, propagation, attr_set, attr_clr, data)
+
+
+@pytest.mark.parametrize("kind,options,words", [
+    ("tmpfs", ["remount"], '"remount" is not allowed'),
+    ("tmpfs", ["ro", ""], "empty mount option"),
+    ("bind", ["idmap"], '"idmap" is not supported'),
+    ("bind", ["rbind", "size=1m"], 'unknown mount option "size=1m" for a bind mount'),
+    ("", ["nosuid"], "type is required"),
+    ("proc", ["tmpcopyup"], "tmpcopyup"),
+])
+def test_mount_option_errors(kind, options, words):
+    with pytest.raises(PyrtError, match=r"^config\.json: mounts\[4\]: .*" + words.replace("(", r"\(")):
+        mounts.options(spec.Mount("/x", kind, "src", options), 4)
+
+
+def test_mount_types_and_binds():
+    bind = spec.Mount("/data", "bind", "vol", ["ro"])
+    step = mounts.mount_step(bind, mounts.options(bind, 0), "/bundles/b")
+    assert step.args == ("/bundles/b/vol", "/data", "", str(mounts.MS_BIND | mounts.MS_RDONLY), "0", "", "0", "0",
+                         "0")
+    rbind = spec.Mount("/data", "rbind", "/abs", [])
+    assert mounts.options(rbind, 0).flags == mounts.MS_BIND | mounts.MS_REC
+    none_rbind = spec.Mount("/data", "none", "/abs", ["rbind"])
+    assert mounts.mount_step(none_rbind, mounts.options(none_rbind, 0), "/b").args[2] == ""  # a bind, not "none"
+    for kind, dest, nosymlinks in (("proc", "/proc", "1"), ("sysfs", "/sys", "1"), ("devpts", "/dev/pts", "1"),
+                                   ("mqueue", "/dev/mqueue", "1"), ("tmpfs", "/dev", "1"), ("tmpfs", "/run", "0")):
+        m = spec.Mount(dest, kind, kind, [])
+        st = mounts.mount_step(m, mounts.options(m, 0), "/b")
+        assert (st.args[0], st.args[2], st.args[6]) == (kind, kind, nosymlinks), (kind, dest)
+
+
+# ----------------------------------------------------------------------------- /dev
+
+
+def test_default_devices_and_overrides(bundle_dir):
+    s = make_spec(bundle_dir, lambda c: c["linux"].update(devices=[
+        {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 9, "gid": 9},
+        {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]))
+    steps = devices.steps(s)
+    nodes = {st.args[0]: st.args[1:] for st in steps if st.op == "mknod"}
+    assert set(nodes) == {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+                          "/dev/fuse"}
+    assert nodes["/dev/null"] == ("c", "1", "3", "0600", "9", "9")  # the config's node wins
+    assert nodes["/dev/tty"] == ("c", "5", "0", "0666", "0", "0")
+    links = {st.args[1]: st.args[0] for st in steps if st.op == "symlink"}
+    assert links == {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0", "/dev/stdout": "/proc/self/fd/1",
+                     "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"}
+
+
+def test_dev_bind_mounted_from_the_host_gets_only_the_configs_devices(bundle_dir):
+    def host_dev(c):
+        c["mounts"][1] = {"destination": "/dev", "type": "bind", "source": "/dev", "options": ["rbind"]}
+        c["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    steps = devices.steps(make_spec(bundle_dir, host_dev))
+    assert ops(steps) == ["mknod"] and steps[0].args[0] == "/dev/fuse"
+
+
+# ----------------------------------------------------------------------------- the process
+
+
+def proc_with(**fields) -> spec.Process:
+    p = spec.Process()
+    p.args, p.env = ["sh"], ["PATH=/bin"]
+    for k, v in fields.items():
+        setattr(p, k, v)
+    return p
+
+
+def test_rlimits_infinity_and_order():
+    p = proc_with(rlimits=[("RLIMIT_CORE", process.RLIM_INFINITY, process.RLIM_INFINITY), ("RLIMIT_NOFILE", 5, 9)])
+    assert [st.args for st in process.rlimit_steps(p)] == [("4", "-1", "-1"), ("7", "5", "9")]
+    with pytest.raises(PyrtError, match="soft limit 9 is above the hard limit 5"):
+        process.rlimit_steps(proc_with(rlimits=[("RLIMIT_NOFILE", 9, 5)]))
+
+
+def test_credentials_and_capability_masks():
+    caps = {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
+            "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL", "CAP_CHOWN"]}
+    p = proc_with(uid=1000, gid=100, additional_gids=[5, 6], umask=0o77, capabilities=caps)
+    steps = process.final_steps(p, 0)
+    by_op = {st.op: st.args for st in steps}
+    assert by_op["cap-bounding"] == ("21",)  # KILL (5) | CHOWN (0)
+    assert by_op["caps"] == ("20", "20", "20", "20")  # CHOWN cannot be ambient: not permitted/inheritable
+    assert by_op["user"] == ("1000", "100", "5,6")
+    assert by_op["umask"] == ("0077",)
+    assert by_op["chown-stdio"] == ("1000",)
+    assert ops(steps).index("chown-stdio") < ops(steps).index("user")  # needs CAP_CHOWN
+    root = process.final_steps(proc_with(), 0)
+    assert "chown-stdio" not in ops(root) and dict((s.op, s.args) for s in root)["umask"] == ("0022",)
+
+
+@pytest.mark.parametrize("nnp", [True, False])
+def test_seccomp_is_loaded_where_it_can_be(nnp):
+    steps = ops(process.final_steps(proc_with(no_new_privileges=nnp), 0, Step("seccomp", 9, 0)))
+    if nnp:  # last, right before execve: the filter need not allow init's own calls
+        assert steps[-2:] == ["seccomp", "exec"] and steps.index("no-new-privileges") < steps.index("seccomp")
+    else:  # while CAP_SYS_ADMIN is still held
+        assert steps.index("seccomp") < steps.index("user")
+
+
+# ----------------------------------------------------------------------------- the wire format
+
+
+def decode(data: bytes) -> list[tuple[str, ...]]:
+    """What init.c's parse() reads: per step, its name, the argument count, the arguments."""
+    fields = data.split(b"\0")
+    assert fields[-1] == b""
+    fields, out, i = fields[:-1], [], 0
+    while i < len(fields):
+        name, count = fields[i].decode(), int(fields[i + 1])
+        out.append((name, *(f.decode() for f in fields[i + 2:i + 2 + count])))
+        i += 2 + count
+    return out
+
+
+def test_encoding_round_trip(bundle_dir):
+    steps = make_plan(make_spec(bundle_dir, lambda c: c["process"].update(args=["sh", "-c", "echo 'a b' é", ""])))
+    assert decode(plan.encode(steps)) == [(s.op, *s.args) for s in steps]
+    with pytest.raises(PyrtError, match="NUL"):
+        plan.encode([Step("exec", "0", "0", "a\0b")])
+
+
+def test_every_step_of_a_plan_reads_as_a_sentence(bundle_dir):
+    s = make_spec(bundle_dir, lambda c: (c["process"].update(terminal=True, cwd="/w"),
+                                         c["linux"].update(sysctl={"kernel.shmmax": "1"}, rootfsPropagation="slave")))
+    steps = make_plan(s, planner.Fds(3, console=4), trace=True)
+    lines = plan.render(steps).splitlines()
+    assert len(lines) == len(steps)
+    for line, st in zip(lines, steps, strict=True):
+        number, _, text = line.strip().partition("  ")
+        assert number.isdigit() and text != " ".join((st.op, *st.args)), f"{st.op} has no description"
+    text = plan.render(steps)
+    assert "mount proc on /proc (no symlinks)" in text and "execve ['true']" in text

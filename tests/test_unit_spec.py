@@ -1,0 +1,250 @@
+"""config.json parsing without root or containers: what a valid config becomes, and that every
+invalid one is refused with a message naming the file and the field, never anything else."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from conftest import base_config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyrt import spec
+from pyrt.errors import PyrtError
+
+
+@pytest.fixture
+def bundle_dir(tmp_path: Path) -> Path:
+    (tmp_path / "rootfs").mkdir()
+    return tmp_path
+
+
+def config(**process) -> dict:
+    c = base_config()
+    c["root"] = {"path": "rootfs", "readonly": True}
+    c["process"].update(process)
+    return c
+
+
+def parse(c: dict, bundle: Path) -> spec.Spec:
+    return spec.parse(json.loads(json.dumps(c)), str(bundle))
+
+
+def error(c: dict, bundle: Path) -> str:
+    with pytest.raises(spec.ConfigError) as e:
+        parse(c, bundle)
+    return str(e.value)
+
+
+def test_a_valid_config(bundle_dir):
+    c = config(user={"uid": 5, "gid": 6, "additionalGids": [7, 8], "umask": 0o27}, oomScoreAdj=-17)
+    c["mounts"].append({"destination": "tmp//x/../y/", "type": "bind", "source": "data", "options": ["rbind"]})
+    c["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229},
+                             {"path": "/dev/p", "type": "p"}, {"path": "/dev/u", "type": "u", "major": 1, "minor": 3,
+                                                                "fileMode": 0o600, "uid": 1, "gid": 2}]
+    c["linux"]["namespaces"].append({"type": "cgroup", "path": "/proc/1/ns/cgroup"})
+    c["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    c["linux"]["rootfsPropagation"] = "rslave"
+    c["annotations"] = {"a": "b"}
+    s = parse(c, bundle_dir)
+    assert s.root == str(bundle_dir / "rootfs") and s.root_readonly and s.bundle == str(bundle_dir)
+    assert s.hostname == "pyrt-test" and s.annotations == {"a": "b"}
+    p = s.process
+    assert (p.uid, p.gid, p.additional_gids, p.umask, p.oom_score_adj) == (5, 6, [7, 8], 0o27, -17)
+    assert p.args == ["true"] and p.cwd == "/" and p.no_new_privileges and not p.terminal
+    assert p.rlimits == [("RLIMIT_NOFILE", 1024, 1024)]
+    assert p.capabilities["bounding"] == ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+    assert p.capabilities["inheritable"] == p.capabilities["ambient"] == []  # absent sets are empty
+    assert s.mounts[-1].destination == "/tmp/y" and s.mounts[-1].options == ["rbind"]
+    assert [m.destination for m in s.mounts[:3]] == ["/proc", "/dev", "/dev/pts"]
+    assert s.namespaces == {"pid": None, "network": None, "ipc": None, "uts": None, "mount": None,
+                            "cgroup": "/proc/1/ns/cgroup"}
+    fuse, fifo, u = s.devices
+    assert (fuse.type, fuse.major, fuse.minor, fuse.file_mode, fuse.uid, fuse.gid) == ("c", 10, 229, 0o666, 0, 0)
+    assert (fifo.type, fifo.major, fifo.minor) == ("p", 0, 0)
+    assert (u.type, u.file_mode, u.uid, u.gid) == ("c", 0o600, 1, 2)  # "u" (unbuffered) is a char device
+    assert s.sysctl == {"net.ipv4.ip_forward": "1"} and s.rootfs_propagation == "rslave"
+    assert s.masked_paths[0] == "/proc/acpi" and s.readonly_paths[-1] == "/proc/sysrq-trigger"
+
+
+def test_absolute_root_and_minimal_config(tmp_path):
+    s = spec.parse({"ociVersion": "1.0.0", "root": {"path": str(tmp_path)}}, "/elsewhere")
+    assert s.root == str(tmp_path) and s.process is None and s.mounts == [] and s.namespaces == {}
+
+
+@pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.3.0", "1.3.7+build", "1.0.0-rc5"])
+def test_accepted_versions(bundle_dir, version):
+    c = config()
+    c["ociVersion"] = version
+    assert parse(c, bundle_dir).oci_version == version
+
+
+@pytest.mark.parametrize("version", ["0.9.9", "1.4.0", "2.0.0", "1.0", "one", "", "1.0.0.0"])
+def test_refused_versions(bundle_dir, version):
+    c = config()
+    c["ociVersion"] = version
+    assert error(c, bundle_dir).startswith("config.json: ociVersion: unsupported version")
+
+
+def set_path(c: dict, path: str, value: object) -> None:
+    """Set a dotted path (with [i] indexes) in a config; value DELETE removes the key."""
+    keys = [int(k) if k.isdigit() else k for k in path.replace("[", ".").replace("]", "").split(".")]
+    obj = c
+    for k in keys[:-1]:
+        obj = obj[k]
+    if value is DELETE:
+        del obj[keys[-1]]
+    else:
+        obj[keys[-1]] = value
+
+
+DELETE = object()
+
+# field -> (bad value, words of the message after "config.json: ")
+BAD = [
+    ("root", DELETE, "root: is required"),
+    ("root.path", "", "root.path: must not be empty"),
+    ("root.path", 7, "root.path: must be a string"),
+    ("root.path", "missing", "root.path: "),
+    ("root.readonly", "yes", "root.readonly: must be true or false"),
+    ("ociVersion", DELETE, "ociVersion: is required"),
+    ("hostname", ["a"], "hostname: must be a string"),
+    ("process.args", [], "process.args: must be a non-empty array of strings"),
+    ("process.args", ["sh", None], "process.args: must be a non-empty array of strings"),
+    ("process.args", "sh", "process.args: must be an array"),
+    ("process.cwd", DELETE, "process.cwd: is required"),
+    ("process.cwd", "tmp", "process.cwd: must be an absolute path"),
+    ("process.env", ["A=1", "B"], 'process.env[1]: "B" is not KEY=VALUE'),
+    ("process.terminal", 1, "process.terminal: must be true or false"),
+    ("process.user.uid", -1, "process.user.uid: must be between 0 and 4294967295"),
+    ("process.user.uid", True, "process.user.uid: must be an integer"),
+    ("process.user.gid", 1 << 32, "process.user.gid: must be between 0 and 4294967295"),
+    ("process.user.umask", 0o1000, "process.user.umask: must be between 0 and 0777"),
+    ("process.user.additionalGids", [1, "2"], "process.user.additionalGids: must be an array of group ids"),
+    ("process.user.username", "bob", "process.user.username: process.user.username (Windows) is not supported"),
+    ("process.capabilities.bounding", ["CAP_NOPE"], 'process.capabilities.bounding: unknown capability "CAP_NOPE"'),
+    ("process.capabilities.effective", "CAP_KILL", "process.capabilities.effective: must be an array"),
+    ("process.rlimits[0].type", "RLIMIT_NOPE", 'process.rlimits[0].type: unknown rlimit "RLIMIT_NOPE"'),
+    ("process.rlimits[0].soft", -1, "process.rlimits[0].soft: must be between 0 and"),
+    ("process.rlimits[0]", "x", "process.rlimits[0]: must be an object"),
+    ("process.oomScoreAdj", 1001, "process.oomScoreAdj: must be between -1000 and 1000"),
+    ("process.noNewPrivileges", "true", "process.noNewPrivileges: must be true or false"),
+    ("process.apparmorProfile", "p", "process.apparmorProfile: AppArmor is not supported"),
+    ("process.selinuxLabel", "l", "process.selinuxLabel: SELinux is not supported"),
+    ("process.consoleSize", {"height": -3}, "process.consoleSize.height: must be between 0"),
+    ("mounts", {}, "mounts: must be an array"),
+    ("mounts[0].destination", DELETE, "mounts[0].destination: is required"),
+    ("mounts[0].destination", "", "mounts[0].destination: must not be empty"),
+    ("mounts[0].options", ["ro", 1], "mounts[0].options: must be an array of strings"),
+    ("mounts[0].uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}], "mounts[0].uidMappings: idmapped"),
+    ("linux.namespaces[0].type", "time2", 'linux.namespaces[0].type: unknown namespace type "time2"'),
+    ("linux.namespaces[1].type", "pid", 'linux.namespaces[1].type: namespace "pid" is listed twice'),
+    ("linux.namespaces[0]", ["pid"], "linux.namespaces[0]: must be an object"),
+    ("linux.devices", [{"path": "/dev/x", "type": "q", "major": 1, "minor": 1}],
+     'linux.devices[0].type: unknown device type "q"'),
+    ("linux.devices", [{"path": "/dev/x", "type": "c"}], "linux.devices[0].major: is required"),
+    ("linux.devices", [{"path": "/dev/../etc/x", "type": "c", "major": 1, "minor": 1}],
+     "linux.devices[0].path: must be a path under /dev"),
+    ("linux.devices", [{"path": "/dev/x", "type": "c", "major": 1, "minor": 1, "fileMode": 0o10000}],
+     "linux.devices[0].fileMode: must be a permission mode"),
+    ("linux.rootfsPropagation", "sideways", 'linux.rootfsPropagation: unknown propagation "sideways"'),
+    ("linux.sysctl", {"../x": "1"}, 'linux.sysctl: bad sysctl "../x"'),
+    ("linux.sysctl", {"net.ipv4.ip_forward": 1}, 'linux.sysctl: bad sysctl "net.ipv4.ip_forward"'),
+    ("linux.maskedPaths", "/proc/kcore", "linux.maskedPaths: must be an array"),
+    ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: Intel RDT is not supported"),
+    ("linux.timeOffsets", {"boottime": {"secs": 1}}, "linux.timeOffsets: the time namespace is not supported"),
+    ("linux.uidMappings", [{"containerID": 0, "hostID": -1, "size": 1}], "linux.uidMappings[0].hostID: must be"),
+    ("annotations", {"a": 1}, "annotations: values must be strings"),
+    ("hooks", {"prestart": [{"args": []}]}, "hooks.prestart[0].path: is required"),
+    ("hooks", {"prestart": [{"path": "rel"}]}, "hooks.prestart[0].path: must be an absolute path"),
+    ("hooks", {"prestart": [{"path": "/x", "timeout": 0}]}, "hooks.prestart[0].timeout: must be a positive number"),
+    ("hooks", {"preboot": []}, 'hooks: unknown hook kind "preboot"'),
+    ("windows", {"layerFolders": ["x"]}, "windows: the windows platform is not supported"),
+]
+
+
+@pytest.mark.parametrize("field,value,words", BAD, ids=[f"{f}={v!r}"[:60] for f, v, _ in BAD])
+def test_invalid_field_is_named(bundle_dir, field, value, words):
+    c = config()
+    set_path(c, field, value)
+    message = error(c, bundle_dir)
+    assert message.startswith("config.json: " + words), message
+    assert "\n" not in message
+
+
+def test_load_errors_name_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    with pytest.raises(spec.ConfigError, match="no such file or directory"):
+        spec.load(str(tmp_path))
+    for text, words in (("", "config.json is empty"), ("  \n", "config.json is empty"),
+                        ('{"ociVersion": "1.0.0",', "invalid JSON"), (b"\xff\xfe{}", "invalid JSON"),
+                        ("[]", "config.json: must be an object"), ("null", "config.json: must be an object")):
+        path.write_bytes(text if isinstance(text, bytes) else text.encode())
+        with pytest.raises(spec.ConfigError) as e:
+            spec.load(str(tmp_path))
+        assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_load_reads_a_large_config(bundle_dir):
+    c = config()
+    c["annotations"] = {f"k{i}": "v" * 100 for i in range(2000)}  # > 64 KiB, several reads
+    (bundle_dir / "config.json").write_text(json.dumps(c))
+    assert len(spec.load(str(bundle_dir)).annotations) == 2000
+
+
+def test_process_json_errors_name_their_file():
+    with pytest.raises(spec.ConfigError, match=r"^process\.json: args: must be a non-empty array"):
+        spec.load_process({"args": [], "cwd": "/"}, "process.json")
+
+
+# ----------------------------------------------------------------------------- property
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=False)
+                    | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=6)
+
+
+def paths(obj: object, prefix: tuple = ()) -> list[tuple]:
+    """Every place in a JSON tree: the key paths of all its values."""
+    out = [prefix]
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            out += paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out += paths(v, (*prefix, i))
+    return out
+
+
+BASE = config()
+PLACES = [p for p in paths(BASE) if p]
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(place=st.sampled_from(PLACES), value=JSON, extra_key=st.booleans())
+def test_any_json_anywhere_is_a_config_error_or_a_spec(bundle_dir, place, value, extra_key):
+    """Whatever JSON sits at whatever place of a valid config, parsing (and planning) either
+    succeeds or raises PyrtError: no TypeError, KeyError or traceback reaches the user."""
+    c = copy.deepcopy(BASE)
+    obj = c
+    for k in place[:-1]:
+        obj = obj[k]
+    if extra_key and isinstance(obj, dict):
+        obj["x-unknown"] = value  # unknown keys are ignored, as runc does
+    else:
+        obj[place[-1]] = value
+    try:
+        s = spec.parse(c, str(bundle_dir))
+    except PyrtError as e:
+        assert str(e).startswith("config.json: ") and "\n" not in str(e)
+        return
+    from pyrt import cgroups, planner
+
+    try:
+        planner.for_create(s, planner.Fds(3), planner.Options("prop"), cgroups.Cgroup.for_spec(None, "prop"))
+    except PyrtError as e:
+        assert "\n" not in str(e)
