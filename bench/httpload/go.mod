@@ -1,0 +1,3 @@
+module pyrt.local/httpload
+
+go 1.19

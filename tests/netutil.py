@@ -1,0 +1,138 @@
+"""Helpers of the network tests: a bridge and subnet per test, and looking at what pyrt left in
+the host's network configuration (links through pyroute2, the nft table through `nft -j`).
+
+All traffic stays on this machine: loopback, and addresses inside the namespaces a test made,
+in its own subnet of the test range 10.213.0.0/16."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import random
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from conftest import Bundle
+
+BRIDGE, SUBNET = "org.pyrt.network.bridge", "org.pyrt.network.subnet"
+ADDRESS, PORTS = "org.pyrt.network.address", "org.pyrt.ports"
+
+
+class Net:
+    """The test's own bridge and /24 (or smaller) subnet, written into a bundle's annotations."""
+
+    def __init__(self, prefixlen: int = 24) -> None:
+        self.bridge = "pt" + uuid.uuid4().hex[:8]
+        self.prefix = f"10.213.{random.randrange(1, 255)}"
+        self.subnet = f"{self.prefix}.0/{prefixlen}"
+        self.gateway = f"{self.prefix}.1"
+
+    def into(self, bundle: Bundle) -> Bundle:
+        bundle.config.setdefault("annotations", {}).update({BRIDGE: self.bridge, SUBNET: self.subnet})
+        return bundle
+
+
+def address(rt, cid: str) -> str:
+    return rt.state(cid)["annotations"][ADDRESS]
+
+
+def links(alias_part: str) -> dict[str, dict]:
+    """Links of the host whose alias contains `alias_part`: name -> {alias, master, mtu, addresses}."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = {}
+        for link in ipr.get_links():
+            alias = link.get("IFLA_IFALIAS") or ""
+            if alias_part in alias:
+                addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=link["index"])
+                         if a["family"] == socket.AF_INET]
+                found[link.get("IFLA_IFNAME")] = {"alias": alias, "master": link.get("IFLA_MASTER"),
+                                                  "mtu": link.get("IFLA_MTU"), "addresses": addrs}
+        return found
+
+
+def uplink_mtu() -> int:
+    """The MTU of the host's interface with the default route (1500 without one)."""
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            dev, dest = line.split()[:2]
+            if dest == "00000000":
+                return int(Path(f"/sys/class/net/{dev}/mtu").read_text())
+    return 1500
+
+
+def nft_table() -> dict[str, list] | None:
+    """pyrt's nft table: set/map name -> elements, or None if there is no table."""
+    r = subprocess.run(["nft", "-j", "list", "table", "ip", "pyrt"], capture_output=True, text=True)
+    if r.returncode != 0:
+        return None
+    out = {}
+    for item in json.loads(r.stdout)["nftables"]:
+        obj = item.get("set") or item.get("map")
+        if obj:
+            out[obj["name"]] = obj.get("elem", [])
+    return out
+
+
+def nft_mentions(text: str) -> bool:
+    r = subprocess.run(["nft", "-j", "list", "table", "ip", "pyrt"], capture_output=True, text=True)
+    return r.returncode == 0 and text in r.stdout
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A free port below the ephemeral range (which the host's outgoing connections use)."""
+    while True:
+        port = random.randrange(20000, 32000)
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind(("0.0.0.0", port))
+                return port
+            except OSError:
+                continue
+
+
+def http_get(host: str, port: int, timeout: float = 15) -> str:
+    """GET / (retrying while the server starts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn = http.client.HTTPConnection(host, port, timeout=3)
+            try:
+                conn.request("GET", "/")
+                return conn.getresponse().read().decode()
+            finally:
+                conn.close()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def web_server(bundle: Bundle, text: str) -> Bundle:
+    """busybox httpd on :8080 serving `text`."""
+    return bundle.args("sh", "-c", f"echo {text} > /tmp/index.html && exec httpd -f -p 8080 -h /tmp")
+
+
+def python_root(tmp_path: Path) -> Path:
+    """A root of mount points and symlinks: the host's /usr comes in read-only (Debian's merged
+    /usr: /bin, /lib, /lib64 point into it), for a container that runs the system python."""
+    root = tmp_path / "pyroot"
+    for d in ("usr", "proc", "dev", "sys", "tmp"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    for link in ("bin", "lib", "lib64", "sbin"):
+        if not (root / link).is_symlink():
+            os.symlink(f"usr/{link}", root / link)
+    return root
+
+
+def python_bundle(bundle: Bundle, tmp_path: Path, code: str) -> Bundle:
+    bundle.config["root"] = {"path": str(python_root(tmp_path)), "readonly": True}
+    bundle.config["mounts"].append({"destination": "/usr", "type": "bind", "source": "/usr",
+                                    "options": ["rbind", "ro"]})
+    bundle.process["env"] = ["PATH=/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE=1"]
+    return bundle.args("/usr/bin/python3", "-I", "-c", code)
