@@ -126,7 +126,9 @@ def _process(opts: dict, argv: list[str], base: dict) -> Process:
 
     if opts["process"]:
         path = opts["process"]
-        obj = _read_json(path)
+        from pyrt import jsonio
+
+        obj = jsonio.load_file(path)
         if isinstance(obj, dict):
             obj = dict(obj)
             if obj.get("capabilities") is None:
@@ -165,25 +167,6 @@ def _process(opts: dict, argv: list[str], base: dict) -> Process:
                 caps.setdefault(kind, []).append(name)
         obj["capabilities"] = caps
     return load_process(obj, "exec (the container's process and the flags)")
-
-
-def _read_json(path: str) -> object:
-    from pyrt import jsonio
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 16):
-            data += chunk
-    finally:
-        os.close(fd)
-    try:
-        return jsonio.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise PyrtError(f"{path}: invalid JSON: {e}") from None
 
 
 def _spawn(c, proc: Process, opts: dict, console_fd: int):

@@ -8,6 +8,7 @@ path uses them directly. Errors surface as ValueError with the position, like js
 from __future__ import annotations
 
 import _json
+import os
 
 
 class _Context:
@@ -65,3 +66,31 @@ def pretty(obj: object, indent: str = "  ", level: int = 0) -> str:
     if isinstance(obj, list) and obj:
         return "[\n" + ",\n".join(inner + pretty(v, indent, level + 1) for v in obj) + f"\n{pad}]"
     return dumps(obj)
+
+
+def read(path: str, dir_fd: int | None = None) -> bytes:
+    """The bytes of a file, opened close-on-exec (OSError as raised by open)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def load_file(path: str) -> object:
+    """Parse a JSON file; errors are one line naming the file (PyrtError)."""
+    from pyrt.errors import PyrtError
+
+    try:
+        data = read(path)
+    except OSError as e:
+        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
+    if not data.strip():
+        raise PyrtError(f"{path} is empty")
+    try:
+        return loads(data)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise PyrtError(f"{path}: invalid JSON: {e}") from None

@@ -88,12 +88,7 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("hostname", spec.hostname))
     if spec.domainname:
         steps.append(Step("domainname", spec.domainname))
-    steps += process.rlimit_steps(proc)
-    if not opts.no_new_keyring:
-        steps.append(Step("session-keyring", f"_ses.{opts.id}"))
-    if process.env_value(proc.env, "HOME") is None:
-        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
-    steps.append(process.resolve_step(proc))
+    steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
 
     # 4. parked until `pyrt start`, then become the container's process
     steps.append(Step("ready"))
@@ -138,12 +133,7 @@ def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Option
         if fds.console < 0:
             raise PyrtError("process.terminal is true: exec needs a --console-socket (or to run in the foreground)")
         steps.append(Step("pty", fds.console, *proc.console_size))
-    steps += process.rlimit_steps(proc)
-    if not opts.no_new_keyring:
-        steps.append(Step("session-keyring", f"_ses.{opts.id}"))
-    if process.env_value(proc.env, "HOME") is None:
-        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
-    steps.append(process.resolve_step(proc))
+    steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
     steps += process.final_steps(proc, opts.preserve_fds, seccomp)
     return steps

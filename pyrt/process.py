@@ -35,6 +35,18 @@ def rlimit_steps(proc: Process) -> list[Step]:
     return steps
 
 
+def prepare_steps(proc: Process, container_id: str, no_new_keyring: bool) -> list[Step]:
+    """What can still fail before the process is released (so `create` and `exec` report it):
+    rlimits, a session keyring, HOME, and finding args[0]."""
+    steps = rlimit_steps(proc)
+    if not no_new_keyring:
+        steps.append(Step("session-keyring", f"_ses.{container_id}"))
+    if env_value(proc.env, "HOME") is None:
+        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
+    steps.append(resolve_step(proc))
+    return steps
+
+
 def resolve_step(proc: Process) -> Step:
     """Find args[0] in the container. Without PATH in env, runc's lookup finds nothing."""
     return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "")

@@ -166,23 +166,10 @@ class _Reader:
 def load(bundle: str) -> Spec:
     """Read `<bundle>/config.json` and validate it."""
     bundle = os.path.abspath(bundle)
-    path = os.path.join(bundle, "config.json")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise ConfigError(f"open {path}: {os.strerror(e.errno).lower()}") from None
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 16):
-            data += chunk
-    finally:
-        os.close(fd)
-    if not data.strip():
-        raise ConfigError(f"{path}: config.json is empty")
-    try:
-        obj = jsonio.loads(data)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: invalid JSON: {e}") from None
+        obj = jsonio.load_file(os.path.join(bundle, "config.json"))
+    except PyrtError as e:
+        raise ConfigError(str(e)) from None
     return parse(obj, bundle)
 
 

@@ -83,7 +83,7 @@ class Container:
                 if os.fstat(fd).st_nlink == 0:  # deleted while we waited
                     raise PyrtError("container does not exist")
             try:
-                record = jsonio.loads(_read_at(fd, "state.json"))
+                record = jsonio.loads(jsonio.read("state.json", dir_fd=fd))
             except FileNotFoundError:
                 raise PyrtError("container does not exist") from None  # a create still in progress
             except ValueError as e:
@@ -146,17 +146,6 @@ class Container:
             os.unlink(name, dir_fd=self.dir_fd)
         os.rmdir(self.dir)
         self.close()
-
-
-def _read_at(dir_fd: int, name: str) -> bytes:
-    fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        data = b""
-        while chunk := os.read(fd, 1 << 16):
-            data += chunk
-        return data
-    finally:
-        os.close(fd)
 
 
 def list_ids(root: str) -> list[str]:
