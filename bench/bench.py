@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -32,8 +33,8 @@ def config() -> dict:
     return cfg
 
 
-def spawn(argv: list[str]) -> tuple[float, float, int, int]:
-    """Run argv with stdio on /dev/null; (wall s, cpu s, max RSS KiB, exit status)."""
+def spawn(argv: list[str]) -> tuple[float, float, int]:
+    """Run argv with stdio on /dev/null; (wall s, cpu s, exit status)."""
     null = os.open(os.devnull, os.O_RDWR)
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=[
@@ -41,7 +42,16 @@ def spawn(argv: list[str]) -> tuple[float, float, int, int]:
     _, status, ru = os.wait4(pid, 0)
     wall = time.perf_counter() - t0
     os.close(null)
-    return wall, ru.ru_utime + ru.ru_stime, ru.ru_maxrss, os.waitstatus_to_exitcode(status)
+    return wall, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status)
+
+
+def peak_rss(peakrss: str, argv: list[str]) -> int:
+    """Peak RSS (KiB) of one command, measured by bench/peakrss.c (see there why not here)."""
+    import subprocess
+
+    out = subprocess.run([peakrss, *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, check=True).stdout
+    return int(out.split()[-1])
 
 
 class Runtime:
@@ -49,17 +59,15 @@ class Runtime:
         self.name, self.path, self.bundle = name, path, bundle
         self.root = tempfile.mkdtemp(prefix=f"bench-{name}-")
         self.samples: dict[str, list[tuple[float, float]]] = {"run": [], "create+start+delete": [], "state": []}
-        self.maxrss = 0
         self.n = 0
 
     def cmd(self, *args: str) -> list[str]:
         return [self.path, "--root", self.root, *args]
 
     def _do(self, *args: str) -> tuple[float, float]:
-        wall, cpu, rss, code = spawn(self.cmd(*args))
+        wall, cpu, code = spawn(self.cmd(*args))
         if code != 0 and args[0] not in ("delete",):
             raise SystemExit(f"{self.name} {' '.join(args)} failed with {code}")
-        self.maxrss = max(self.maxrss, rss)
         return wall, cpu
 
     def round(self, state_id: str) -> None:
@@ -99,6 +107,11 @@ def main() -> None:
         for i in range(args.rounds):
             for rt in runtimes if i % 2 == 0 else reversed(runtimes):
                 rt.round("statebench")
+        peakrss = os.path.join(tempfile.mkdtemp(prefix="bench-peakrss-"), "peakrss")
+        subprocess.run(["cc", "-O2", "-o", peakrss, os.path.join(REPO, "bench", "peakrss.c")], check=True)
+        rss = {rt.name: max(peak_rss(peakrss, rt.cmd("run", "--bundle", bundle, f"rss{i}")) for i in range(5))
+               for rt in runtimes}
+        shutil.rmtree(os.path.dirname(peakrss))
     finally:
         for rt in runtimes:
             rt.close()
@@ -111,7 +124,7 @@ def main() -> None:
         pw, pc = (statistics.median(s[k] for s in pyrt.samples[op]) * 1000 for k in (0, 1))
         rw, rc = (statistics.median(s[k] for s in runc.samples[op]) * 1000 for k in (0, 1))
         print(f"{op:22}{pw:10.1f}{rw:10.1f}{pw / rw:7.2f}{pc:10.1f}{rc:10.1f}{pc / rc:7.2f}")
-    print(f"peak RSS: pyrt {pyrt.maxrss / 1024:.1f} MiB, runc {runc.maxrss / 1024:.1f} MiB")
+    print(f"peak RSS of `run`: pyrt {rss['pyrt'] / 1024:.1f} MiB, runc {rss['runc'] / 1024:.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ class Runtime:
         return [self.path, "--root", self.root, *args]
 
     def _do(self, *args: str) -> tuple[float, float]:
-        wall, cpu, _, code = spawn(self.cmd(*args))
+        wall, cpu, code = spawn(self.cmd(*args))
         if code != 0:
             raise SystemExit(f"{self.name} {' '.join(args)} failed with {code}")
         return wall, cpu
