@@ -299,6 +299,24 @@ def no_leaks(request, tmp_path: Path):
         pytest.fail("leaked:\n  " + "\n  ".join(leaks))
 
 
+def read_until(fd: int, text: str, timeout: float = 15) -> str:
+    """Read from a pty master until `text` shows up; everything read so far is returned."""
+    import select
+
+    seen, deadline = b"", time.monotonic() + timeout
+    while text.encode() not in seen:
+        left = deadline - time.monotonic()
+        assert left > 0, f"{text!r} not seen in {seen!r}"
+        if select.select([fd], [], [], left)[0]:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the other side closed
+                chunk = b""
+            assert chunk, f"{text!r} not seen before the end in {seen!r}"
+            seen += chunk
+    return seen.decode(errors="replace")
+
+
 def validate(instance: object, schema_name: str) -> None:
     """Validate against the official OCI schema (Debian's golang-github-opencontainers-specs-dev)."""
     import jsonschema

@@ -8,7 +8,6 @@ import array
 import fcntl
 import os
 import pty
-import select
 import shutil
 import signal
 import socket
@@ -19,23 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BUSYBOX_ROOTFS
-
-
-def read_until(fd: int, text: str, timeout: float = 15) -> str:
-    """Read a pty master until `text` shows up; everything read so far."""
-    seen, deadline = b"", time.monotonic() + timeout
-    while text.encode() not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{text!r} not seen in {seen!r}"
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: no slave left
-                chunk = b""
-            assert chunk, f"{text!r} not seen before the end in {seen!r}"
-            seen += chunk
-    return seen.decode(errors="replace")
+from conftest import BUSYBOX_ROOTFS, read_until
 
 
 class Receiver:

@@ -7,7 +7,6 @@ import fcntl
 import json
 import os
 import pty
-import select
 import signal
 import socket
 import struct
@@ -15,27 +14,11 @@ import subprocess
 import termios
 import time
 
-from conftest import reap
+from conftest import read_until, reap
 
 
 def set_size(fd: int, rows: int, cols: int) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-
-def read_until(fd: int, text: str, timeout: float = 15) -> str:
-    """Read from a pty master until `text` shows up; everything read so far is returned."""
-    seen, deadline = b"", time.monotonic() + timeout
-    while text.encode() not in seen:
-        left = deadline - time.monotonic()
-        assert left > 0, f"{text!r} not seen in {seen!r}"
-        if select.select([fd], [], [], left)[0]:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # EIO: the other side closed
-                chunk = b""
-            assert chunk, f"{text!r} not seen before the end in {seen!r}"
-            seen += chunk
-    return seen.decode(errors="replace")
 
 
 class Terminal:
