@@ -46,6 +46,33 @@ def _flag_names(flags: int) -> str:
     return ",".join(names)
 
 
+def _propagation_name(flags: str) -> str:
+    from pyrt import mounts
+
+    return next((n for n, v in mounts.PROPAGATION.items() if v == int(flags)), flags)
+
+
+def _namespace_names(flags: str) -> str:
+    from pyrt import namespaces
+
+    names = [n for n, bit in namespaces.CLONE.items() if int(flags) & bit]
+    return "+".join(names) or flags
+
+
+def _cap_names(mask: str) -> str:
+    from pyrt import capabilities
+
+    bits = int(mask, 16)
+    names = [n.removeprefix("CAP_") for n in capabilities.all_names() if bits >> capabilities.number(n) & 1]
+    return ",".join(names) or "none"
+
+
+def _rlimit_name(number: str) -> str:
+    from pyrt import process
+
+    return next((n for n, v in process.RLIMITS.items() if v == int(number)), number)
+
+
 def _exec_text(a: tuple[str, ...]) -> str:
     nenv = int(a[1])
     return f"execve {list(a[2 + nenv:])} with {nenv} environment variables"
@@ -53,14 +80,14 @@ def _exec_text(a: tuple[str, ...]) -> str:
 
 _DESCRIBE: dict = {
     "trace": "send a message to the parent before each step",
-    "setns": "join the namespace behind fd {0} (setns type {1})",
-    "unshare": "unshare namespaces {0} (now that the parent placed us in our cgroups)",
+    "setns": lambda a: f"join the {_namespace_names(a[1])} namespace(s) behind fd {a[0]}",
+    "unshare": lambda a: f"unshare the {_namespace_names(a[0])} namespace (now that we are in our cgroups)",
     "fork": "fork into the joined pid namespace; the child goes on",
-    "propagation": "set mount propagation of {0} to {1} (nothing leaks to the host)",
+    "propagation": lambda a: f"make the mounts of {a[0]} {_propagation_name(a[1])} (nothing leaks to the host)",
     "root": "bind {0} onto itself: the new root must be a mount point",
     "mount": _mount_text,
     "mount-copyup": lambda a: _mount_text(a) + ", starting with a copy of what it covers (tmpcopyup)",
-    "remount": "remount {0} with flags {1}",
+    "remount": lambda a: f"remount {a[0]} {_flag_names(int(a[1])) or 'with flags ' + a[1]}",
     "mkdir": "create directory {0} inside the root",
     "mknod": "mknod {0} ({1} {2}:{3}, mode {4:s}, owner {5}:{6})",
     "symlink": "symlink {1} -> {0}",
@@ -79,17 +106,18 @@ _DESCRIBE: dict = {
     "domainname": "set domainname {0}",
     "sysctl": "write {1} to {0}",
     "oom-score-adj": "set oom_score_adj {0}",
-    "rlimit": "setrlimit resource {0} soft={1} hard={2}",
+    "rlimit": lambda a: f"setrlimit {_rlimit_name(a[0])} soft={a[1]} hard={a[2]} (-1: unlimited)",
     "session-keyring": "join a new session keyring {0}",
     "umask": "set umask {0}",
     "resolve-exec": "look up {0} in the container (PATH={1})",
     "home": "no HOME in env: take uid {0}'s home from the container's /etc/passwd (or /)",
     "ready": "tell the parent set-up is done",
     "wait-start": "wait on the exec fifo (fd {0}) for `pyrt start`",
-    "cap-bounding": "keep only capabilities {0} in the bounding set",
+    "cap-bounding": lambda a: f"keep only capabilities {_cap_names(a[0])} in the bounding set",
     "chown-stdio": "give uid {0} the stdio pipes, sockets and container terminal (not host files)",
     "user": "set groups [{2}], gid {1}, uid {0}",
-    "caps": "set capabilities effective={0} permitted={1} inheritable={2} ambient={3}",
+    "caps": lambda a: "set capabilities " + " ".join(
+        f"{k}={_cap_names(v)}" for k, v in zip(("effective", "permitted", "inheritable", "ambient"), a, strict=True)),
     "no-new-privileges": "set no_new_privs",
     "seccomp": "load the seccomp filter from fd {0}",
     "chdir": "chdir to {0}",
