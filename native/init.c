@@ -1122,6 +1122,16 @@ static void step_seccomp(char **a)
 static void step_chdir(char **a)
 {
 	int fd = open_in_root(a[0], O_PATH | O_DIRECTORY, IN_ROOT, 0);
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+		/* a seccomp profile loaded before this step (no noNewPrivileges) may deny openat2:
+		 * plain chdir, then make sure we did not land outside the root (CVE-2024-21626) */
+		char cwd[PATH_MAX];
+		if (chdir(a[0]) < 0)
+			fail(errno, "chdir to cwd (\"%s\") set in config.json", a[0]);
+		if (!getcwd(cwd, sizeof cwd) || cwd[0] != '/')
+			fail(EPERM, "chdir to cwd (\"%s\"): the directory is outside the container", a[0]);
+		return;
+	}
 	if (fd < 0)
 		fail(errno, "chdir to cwd (\"%s\") set in config.json", a[0]);
 	CHECK(fchdir(fd));
@@ -1131,7 +1141,14 @@ static void step_chdir(char **a)
 /* close-fds FIRST: every fd from FIRST up is closed by the final execve. */
 static void step_close_fds(char **a)
 {
-	CHECK(syscall(SYS_close_range, (unsigned)num(a[0]), ~0U, 4 /* CLOSE_RANGE_CLOEXEC */));
+	unsigned first = (unsigned)num(a[0]);
+	if (syscall(SYS_close_range, first, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) == 0)
+		return;
+	/* close_range denied by a seccomp profile loaded earlier: mark them one by one */
+	struct rlimit rl;
+	CHECK(getrlimit(RLIMIT_NOFILE, &rl));
+	for (unsigned fd = first; fd < rl.rlim_cur && fd < 1u << 20; fd++)
+		fcntl((int)fd, F_SETFD, FD_CLOEXEC);
 }
 
 /* exec LISTEN_PID NENV ENV... ARGV...: become the container's process. */

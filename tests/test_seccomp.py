@@ -131,6 +131,17 @@ def test_passing_actions(rt, bundle, profile):
     assert (r.returncode, r.stdout) == (0, "made\n"), r.stderr
 
 
+def test_privileged_load_with_openat2_and_close_range_denied(rt, bundle):
+    """Without noNewPrivileges the filter is loaded before the last steps of setup; an allow list
+    without openat2 and close_range (older profiles) must still start the process in its cwd."""
+    bundle.process["cwd"] = "/tmp"
+    r = run(rt, bundle, deny("openat2 close_range", errnoRet=1), "pwd; ls /proc/self/fd", nnp=False)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split()
+    assert lines[0] == "/tmp"
+    assert sorted(lines[1:]) == ["0", "1", "2", "3"]  # stdio, and ls's own directory fd
+
+
 def test_log_as_default_action(rt, bundle):
     r = run(rt, bundle, deny("mkdir", default="SCMP_ACT_LOG"), "mkdir /tmp/d; echo rc=$?; echo still running")
     assert r.stdout == "rc=1\nstill running\n", r.stderr
