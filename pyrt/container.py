@@ -11,10 +11,13 @@ from __future__ import annotations
 import _signal as signal  # the C module: `signal` only adds enums, ~5 ms of imports
 import os
 
-from pyrt import cgroups, hooks, log, netspec, state
+from pyrt import cgroups, log, state
 from pyrt.errors import PyrtError
-from pyrt.spec import Spec
 from pyrt.state import Container
+
+TYPE_CHECKING = False  # `typing` is an import the start path does without
+if TYPE_CHECKING:
+    from pyrt.spec import Spec
 
 CREATING = "creating.json"  # in the state directory while `create` runs
 
@@ -31,7 +34,7 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
     child) so `run` can go on; on any failure nothing is left behind. `console_fd` is a
     console socket `run` made itself; otherwise --console-socket is connected here."""
     from pyrt import exec as exec_
-    from pyrt import namespaces, planner
+    from pyrt import hooks, namespaces, netspec, planner
     from pyrt.spawn import Init, above
 
     namespaces.check(spec)
@@ -144,6 +147,8 @@ def _write_pid_file(path: str, pid: int) -> None:
 
 def start(root: str, container_id: str, init=None) -> None:
     """Let the init go on to execve; `run` passes its Init (it still holds the sync socket)."""
+    from pyrt import hooks
+
     c = Container.load(root, container_id)
     try:
         status = c.status()
@@ -209,6 +214,8 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
+    from pyrt import hooks, netspec
+
     try:
         c = Container.load(root, container_id)
     except PyrtError as e:

@@ -19,8 +19,11 @@ import os
 
 from pyrt import jsonio, log
 from pyrt.errors import PyrtError
-from pyrt.plan import Step
-from pyrt.spec import Hook, Spec
+
+TYPE_CHECKING = False  # start, kill and delete need no spec or plan code: keep them off their path
+if TYPE_CHECKING:
+    from pyrt.plan import Step
+    from pyrt.spec import Hook, Spec
 
 #: Kinds that need pyrt-init to stop at hook-sync (for them to run, or for their state JSON).
 _SYNC = ("prestart", "createRuntime", "createContainer", "startContainer")
@@ -34,6 +37,8 @@ def to_record(hooks: dict[str, list[Hook]]) -> dict:
 
 
 def from_record(record: dict, kind: str) -> list[Hook]:
+    from pyrt.spec import Hook
+
     return [Hook(h["path"], h["args"], h["env"], h["timeout"]) for h in record.get("hooks", {}).get(kind, [])]
 
 
@@ -51,12 +56,16 @@ def state(oci_version: str, container_id: str, status: str, pid: int, bundle: st
 def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
     """For the create plan, before pivot_root: stop for the runtime's hooks, then run the
     createContainer hooks in the container's namespaces."""
+    from pyrt.plan import Step
+
     if not any(hooks.get(kind) for kind in _SYNC):
         return []
     return [Step("hook-sync"), *steps("createContainer", hooks)]
 
 
 def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
+    from pyrt.plan import Step
+
     return [Step("hook", kind, h.timeout or 0, h.path, len(h.env), *h.env, *h.args) for h in hooks.get(kind, [])]
 
 
