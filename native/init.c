@@ -330,8 +330,14 @@ static void step_join_cgroups(char **a)
 		long fd = strtol(p, &end, 10);
 		if (end == p || (*end && *end != ','))
 			fail(EINVAL, "bad fd list in plan: \"%s\"", a[0]);
-		if (write((int)fd, "0", 1) < 0)
-			fail(errno, "join the container's cgroup (fd %ld)", fd);
+		if (write((int)fd, "0", 1) < 0) {
+			int err = errno;
+			char link[64], path[PATH_MAX] = "?";
+			fdpath(link, sizeof link, (int)fd);
+			ssize_t n = readlink(link, path, sizeof path - 1);
+			path[n > 0 ? n : 1] = '\0';
+			fail(err, "join the container's cgroup (%s)", path);
+		}
 		close((int)fd);
 		p = *end ? end + 1 : end;
 	}

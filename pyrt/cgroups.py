@@ -182,7 +182,8 @@ class Cgroup:
             try:
                 os.mkdir(path, 0o755)
             except FileExistsError:
-                pass
+                if base == self.v1.get("cpuset"):
+                    _await_cpuset(path)
             except FileNotFoundError:
                 raise  # a parent vanished: _make retries
             except OSError as e:
@@ -345,6 +346,18 @@ def _inherit_cpuset(path: str) -> None:
     for name in ("cpuset.cpus", "cpuset.mems"):
         if not _read(os.path.join(path, name)).strip():
             _write(os.path.join(path, name), _read(os.path.join(parent, name)).strip() or "\n")
+
+
+def _await_cpuset(path: str) -> None:
+    """A parent cpuset that another `create` made a moment ago may not have its CPUs yet (its
+    children could not take any): wait for its creator to fill it, or fill it ourselves if pyrt
+    made it and its creator is gone."""
+    for _ in range(250):
+        if all(_read(os.path.join(path, name)).strip() for name in ("cpuset.cpus", "cpuset.mems")):
+            return
+        time.sleep(0.002)
+    if _created_by_pyrt(path):
+        _inherit_cpuset(path)
 
 
 def _created_by_pyrt(path: str) -> bool:

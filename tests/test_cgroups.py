@@ -5,6 +5,7 @@ cgroup v2 system from test_cgroups_v2.py."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -295,3 +296,29 @@ def test_cgroup2_mount_type(rt, bundle):
     mount, *procs = r.stdout.splitlines()
     assert " - cgroup2 " in mount and " ro," in mount, mount
     assert procs == ["1"], procs  # sh exec'd cat: the only process, pid 1 in its namespaces
+
+
+@pytest.mark.pyrt_only
+def test_half_made_cpuset_parent_gets_filled(rt, bundle):
+    """A v1 cpuset parent that a concurrent (or killed) create made but has not given CPUs and
+    memory nodes yet refuses every task (ENOSPC): create waits for it, and fills it itself if it
+    stays empty, since pyrt made it (it carries pyrt's mark)."""
+    cpuset = cgroupfs.v1_mounts().get("cpuset")
+    if cpuset is None:
+        pytest.fail("this hybrid-host test needs the v1 cpuset hierarchy")
+    parent = f"par{uuid.uuid4().hex[:8]}"
+    half_made = cpuset / "pyrt" / parent
+    half_made.mkdir(parents=True)
+    for d in (cpuset / "pyrt", half_made):
+        if not os.listxattr(d):
+            os.setxattr(d, "trusted.pyrt.created", b"1")
+    assert not (half_made / "cpuset.cpus").read_text().strip()
+    cid = rt.new_id()
+    bundle.config["linux"]["cgroupsPath"] = f"{parent}/{cid}"
+    try:
+        rt.create(bundle.args("true"), cid)
+    finally:
+        rt("delete", "--force", cid)
+        for d in (half_made, cpuset / "pyrt"):
+            with contextlib.suppress(OSError):
+                d.rmdir()
