@@ -63,7 +63,7 @@ bundles: $(HELLO) $(BUSYBOX_BUNDLE)
 $(HELLO): bundles/hello-world/main.go bundles/hello-world/go.mod
 	mkdir -p bundles/hello-world/rootfs/proc bundles/hello-world/rootfs/dev bundles/hello-world/rootfs/sys \
 		bundles/hello-world/rootfs/tmp
-	cd bundles/hello-world && CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o rootfs/hello .
+	cd bundles/hello-world && CGO_ENABLED=0 GOCACHE=$(CURDIR)/build/go-cache $(GO) build -trimpath -ldflags='-s -w' -o rootfs/hello .
 
 # Busybox for tests: Debian's static busybox and its applets as relative symlinks.
 $(BUSYBOX_BUNDLE): $(BUSYBOX)
