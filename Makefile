@@ -20,7 +20,7 @@ BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install dev native bundles demo test test-cgroup2 bench lint clean
+.PHONY: all deps install dev native bundles demo test test-cgroup2 cgroup2-tests bench lint clean
 
 all: install bundles
 

@@ -9,9 +9,10 @@
  *   pyrt-init SYNC_FD PLAN_FD
  *
  * SYNC_FD is a SOCK_SEQPACKET socket to the parent, PLAN_FD a memfd holding the plan. The init
- * waits for "go" on SYNC_FD (the parent first moves it into its cgroups), reads the plan and
- * executes it step by step. A plan is a sequence of steps, each encoded as NUL-terminated
- * strings: the step name, the number of arguments, then the arguments (see pyrt/plan.py).
+ * waits for "go" on SYNC_FD (the parent first takes hold of what it needs of the new process,
+ * e.g. its network namespace), reads the plan and executes it step by step. A plan is a
+ * sequence of steps, each encoded as NUL-terminated strings: the step name, the number of
+ * arguments, then the arguments (see pyrt/plan.py).
  *
  * Messages to the parent (one datagram each, fields NUL-separated):
  *   "step" INDEX          before executing step INDEX, when tracing
@@ -266,7 +267,10 @@ static int open_in_root_(const char *path, int flags, unsigned long long resolve
 static int open_parent(const char *path, const char **base)
 {
 	static char buf[PATH_MAX];
-	snprintf(buf, sizeof buf, "%s", rel(path));
+	if (snprintf(buf, sizeof buf, "%s", rel(path)) >= (int)sizeof buf) {
+		errno = ENAMETOOLONG;   /* not a shorter path: that would be another file */
+		return -1;
+	}
 	char *slash = strrchr(buf, '/');
 	if (!slash) {
 		*base = buf;
@@ -343,7 +347,7 @@ static void step_join_cgroups(char **a)
 	}
 }
 
-/* unshare FLAGS: e.g. the cgroup namespace, once the parent has placed us in our cgroups. */
+/* unshare FLAGS: e.g. the cgroup namespace, once we are in our cgroups (clone3, join-cgroups). */
 static void step_unshare(char **a)
 {
 	CHECK(unshare((int)num(a[0])));
@@ -456,10 +460,10 @@ static void step_mount(char **a)
  */
 static void copy_tree(int src, int dst, int depth)
 {
-	char buf[65536];
+	static char buf[65536];   /* not on the stack: 128 levels of it would overflow it */
 	if (depth > 128)
 		fail(ELOOP, "tmpcopyup: directories nested too deeply");
-	int dfd = dup(src);
+	int dfd = fcntl(src, F_DUPFD_CLOEXEC, 0);
 	CHECK(dfd);
 	DIR *dir = fdopendir(dfd);
 	if (!dir)
@@ -573,7 +577,7 @@ static void step_mknod(char **a)
 			fail(errno ? errno : EEXIST, NULL);
 	}
 	CHECK(fchownat(dir, base, (uid_t)num(a[5]), (gid_t)num(a[6]), AT_SYMLINK_NOFOLLOW));
-	CHECK(fchmodat(dir, base, mode & 07777, 0));
+	CHECK(fchmodat(dir, base, mode & 07777, AT_SYMLINK_NOFOLLOW));  /* never through a swapped-in symlink */
 	close(dir);
 }
 
@@ -585,9 +589,12 @@ static void step_symlink(char **a)
 	int dir = open_parent(a[1], &base);
 	CHECK(dir);
 	if (symlinkat(a[0], dir, base) < 0) {
+		/* an image may ship the link already: keep it only if it points to the same place */
+		if (errno != EEXIST)
+			fail(errno, NULL);
 		ssize_t n = readlinkat(dir, base, have, sizeof have - 1);
-		if (errno != EEXIST || n < 0 || (have[n] = '\0', strcmp(have, a[0]) != 0))
-			fail(errno == EINVAL ? EEXIST : errno, NULL);
+		if (n < 0 || (have[n] = '\0', strcmp(have, a[0]) != 0))
+			fail(EEXIST, NULL);
 	}
 	close(dir);
 }
@@ -812,39 +819,45 @@ static void step_session_keyring(char **a)
 static void step_umask(char **a) { umask((mode_t)num(a[0])); }
 
 /*
- * resolve-exec ARG0 PATH: find the program in the container (after the root changed), the way
- * runc reports it: missing or not executable fails `create` with runc's words.
+ * resolve-exec ARG0 PATH CWD: find the program in the container (after the root changed) as
+ * runc does (Go's exec.LookPath, run in the process's cwd): missing or not executable fails
+ * `create` with runc's words. Relative names are looked up in CWD, where execve will run.
  */
-static int is_exec(const char *p, struct stat *st)
+static int is_exec(int at, const char *p, struct stat *st)
 {
-	return stat(p, st) == 0 && S_ISREG(st->st_mode) && access(p, X_OK) == 0;
+	return fstatat(at, p, st, 0) == 0 && S_ISREG(st->st_mode) && faccessat(at, p, X_OK, 0) == 0;
 }
 
 static void step_resolve_exec(char **a)
 {
 	const char *arg0 = a[0], *path = a[1];
 	struct stat st;
+	int cwd = open_in_root(a[2], O_PATH | O_DIRECTORY, IN_ROOT, 0);
+	int at = cwd >= 0 ? cwd : AT_FDCWD;   /* no such cwd: the chdir step will say so */
 	if (strchr(arg0, '/')) {
-		if (stat(arg0, &st) < 0)
+		if (fstatat(at, arg0, &st, 0) < 0)
 			fail(errno, "exec: \"%s\": stat %s", arg0, arg0);
 		if (S_ISDIR(st.st_mode))
 			fail(EACCES, "exec: \"%s\"", arg0);
-		if (access(arg0, X_OK) < 0)
+		if (faccessat(at, arg0, X_OK, 0) < 0)
 			fail(errno, "exec: \"%s\"", arg0);
 		snprintf(ctx.exe, sizeof ctx.exe, "%s", arg0);
-		return;
+	} else {
+		for (const char *dir = path; ; dir++) {   /* an empty PATH has no entries (not ".") */
+			const char *end = strchrnul(dir, ':');
+			int len = (int)(end - dir);
+			snprintf(ctx.exe, sizeof ctx.exe, "%.*s/%s", len ? len : 1, len ? dir : ".", arg0);
+			if (*path && is_exec(at, ctx.exe, &st))
+				break;
+			if (!*path || !*end)
+				fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
+			dir = end;
+		}
+		if (ctx.exe[0] != '/')   /* found through a relative PATH entry: Go's exec.ErrDot */
+			fail(0, "exec: \"%s\": cannot run executable found relative to current directory", arg0);
 	}
-	for (const char *dir = path; ; ) {
-		const char *end = strchrnul(dir, ':');
-		int len = (int)(end - dir);
-		snprintf(ctx.exe, sizeof ctx.exe, "%.*s/%s", len ? len : 1, len ? dir : ".", arg0);
-		if (is_exec(ctx.exe, &st))
-			return;
-		if (!*end)
-			break;
-		dir = end + 1;
-	}
-	fail(0, "exec: \"%s\": executable file not found in $PATH", arg0);
+	if (cwd >= 0)
+		close(cwd);
 }
 
 /*
@@ -1040,8 +1053,11 @@ static void step_cap_bounding(char **a)
 	for (int cap = 0; cap < 64; cap++) {
 		if (keep & (1ULL << cap))
 			continue;
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
+			if (errno == EINVAL)
+				break;   /* above the kernel's last capability, as are all the rest */
 			fail(errno, "drop capability %d from the bounding set", cap);
+		}
 	}
 }
 
@@ -1114,6 +1130,10 @@ static void step_seccomp(char **a)
 	int fd = (int)num(a[0]);
 	struct stat st;
 	CHECK(fstat(fd, &st));
+	/* whole instructions, and not more than sock_fprog.len can count (no silent truncation) */
+	if (st.st_size <= 0 || st.st_size % sizeof(struct sock_filter) ||
+	    st.st_size / sizeof(struct sock_filter) > USHRT_MAX)
+		fail(EINVAL, "the seccomp program is %lld bytes long", (long long)st.st_size);
 	struct sock_filter *insns = malloc((size_t)st.st_size);
 	if (!insns || pread(fd, insns, (size_t)st.st_size, 0) != st.st_size)
 		fail(EIO, "read the seccomp program");
@@ -1161,14 +1181,14 @@ static void step_close_fds(char **a)
 static void step_exec(char **a, int argc)
 {
 	int nenv = (int)num(a[1]), listen_pid = (int)num(a[0]);
-	char **envp = calloc((size_t)nenv + 3, sizeof *envp);
 	char listen[32];
+	if (nenv < 0 || argc <= 2 + nenv)
+		fail(EINVAL, "exec without arguments");
+	char **envp = calloc((size_t)nenv + 3, sizeof *envp);   /* + LISTEN_PID, HOME, NULL */
 	if (!envp)
 		fail(ENOMEM, NULL);
 	memcpy(envp, a + 2, (size_t)nenv * sizeof *envp);
 	char **argv = a + 2 + nenv;   /* parse() ends every argument list with NULL */
-	if (argc <= 2 + nenv)
-		fail(EINVAL, "exec without arguments");
 	if (listen_pid) {
 		snprintf(listen, sizeof listen, "LISTEN_PID=%d", getpid());
 		envp[nenv++] = listen;
@@ -1183,7 +1203,7 @@ static void step_exec(char **a, int argc)
 
 static const struct {
 	const char *name;
-	int argc;            /* -1: variable */
+	int argc;            /* (exec and hook, with variable arguments, are called by main) */
 	void (*fn)(char **);
 } STEPS[] = {
 	{ "setns", 2, step_setns },
@@ -1213,7 +1233,7 @@ static const struct {
 	{ "rlimit", 3, step_rlimit },
 	{ "session-keyring", 1, step_session_keyring },
 	{ "umask", 1, step_umask },
-	{ "resolve-exec", 2, step_resolve_exec },
+	{ "resolve-exec", 3, step_resolve_exec },
 	{ "home", 1, step_home },
 	{ "ready", 0, step_ready },
 	{ "wait-start", 1, step_wait_start },
@@ -1286,6 +1306,7 @@ int main(int argc, char **argv)
 	char *plan = malloc((size_t)st.st_size + 1);
 	if (!plan || pread(planfd, plan, (size_t)st.st_size, 0) != st.st_size)
 		fail(EIO, "read the plan");
+	plan[st.st_size] = '\0';   /* a last string without its NUL ends here (and parse() refuses it) */
 	close(planfd);
 	int n = parse(plan, (size_t)st.st_size, steps);
 	if (n < 0)

@@ -3,9 +3,9 @@
 pyrt works on pure cgroup v2 hosts and on hybrid hosts (controllers on v1 hierarchies, plus a
 cgroup2 tree at /sys/fs/cgroup/unified used for membership, freezing and killing). On a hybrid
 host the container gets a cgroup of the same path in every v1 hierarchy too, so each limit is
-driven where its controller lives. pyrt only ever creates, changes and removes cgroups it made
-itself (they carry the xattr CREATED_MARK); a cgroup named by linux.cgroupsPath that already
-exists is joined and left in place.
+driven where its controller lives. pyrt only ever creates and removes cgroups it made itself
+(they carry the xattr CREATED_MARK); a cgroup named by linux.cgroupsPath that already exists
+(and is empty) is joined, given the config's limits, and left in place.
 """
 
 from __future__ import annotations

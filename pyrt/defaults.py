@@ -66,7 +66,7 @@ def features() -> dict:
         "linux": {
             "namespaces": [n for n in spec.NAMESPACES if n not in ("user", "time")],
             "capabilities": capabilities.all_names(),
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": False},
+            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": {
                 "enabled": True,
                 "actions": sorted(seccomp.ACTIONS),

@@ -14,8 +14,10 @@ SYMLINKS = (("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"),
 
 
 def needs_setup(spec: Spec) -> bool:
-    """runc's rule: no device nodes are made when /dev is bind-mounted from the host."""
-    return not any(m.destination == "/dev" and ("bind" in m.options or "rbind" in m.options or m.type == "bind")
+    """runc's rule: with /dev bind-mounted from the host, pyrt makes nothing in it (making or
+    chowning a node there would change the host's /dev)."""
+    return not any(m.destination == "/dev" and ("bind" in m.options or "rbind" in m.options
+                                                or m.type in ("bind", "rbind"))
                    for m in spec.mounts)
 
 
@@ -26,14 +28,11 @@ def devices(spec: Spec) -> list[Device]:
 
 
 def steps(spec: Spec) -> list[Step]:
-    setup = needs_setup(spec)
-    nodes = devices(spec) if setup else spec.devices
-    if setup:
-        # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
-        # /dev/ptmx node among its devices), and a node given for another link's path stays
-        nodes = [d for d in nodes if d.path != "/dev/ptmx"]
+    if not needs_setup(spec):
+        return []
+    # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
+    # /dev/ptmx node among its devices), and a node given for another link's path stays
+    nodes = [d for d in devices(spec) if d.path != "/dev/ptmx"]
     out = [Step("mknod", d.path, d.type, d.major, d.minor, f"0{d.file_mode:o}", d.uid, d.gid) for d in nodes]
-    if setup:
-        given = {d.path for d in nodes}
-        out += [Step("symlink", target, link) for target, link in SYMLINKS if link not in given]
-    return out
+    given = {d.path for d in nodes}
+    return out + [Step("symlink", target, link) for target, link in SYMLINKS if link not in given]

@@ -83,7 +83,7 @@ def _fail(out: str, ports: list[Port]) -> None:
 def release(address: str, bridge: str | None = None) -> None:
     """Remove the ports that lead to `address`; with `bridge` (its last container is gone),
     forget the bridge too, and the whole table when no bridge is left."""
-    ok, out = _nft(["-j", "list", "table", *TABLE.split()])
+    ok, out = _nft(["-j", "list", "table", *TABLE.split()], errors=False)
     if not ok:
         return  # no table: nothing of ours
     found: dict[str, list] = {}
@@ -113,20 +113,24 @@ def _first_error(out: str) -> str:
     return next((line for line in out.splitlines() if line.startswith("Error")), out.strip() or "failed")
 
 
-def _nft(args: list[str], stdin: str = "") -> tuple[bool, str]:
+def _nft(args: list[str], stdin: str = "", errors: bool = True) -> tuple[bool, str]:
     """Run nft (posix_spawn and two pipes: `subprocess` alone costs ~10 ms to import here);
-    (exit status 0, stdout and stderr together)."""
+    (exit status 0, stdout and stderr together). With errors=False stderr is dropped, for
+    output that must parse (a warning must not end up inside JSON)."""
     nft = next((p for p in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
         raise PyrtError("bridge networking needs the nft command (Debian: apt install nftables)")
     in_r, in_w = os.pipe2(os.O_CLOEXEC)
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
+    err = out_w if errors else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
         pid = os.posix_spawn(nft, [nft, *args], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=[
-            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, out_w, 2)])
+            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err, 2)])
     finally:
         os.close(in_r)
         os.close(out_w)
+        if err != out_w:
+            os.close(err)
     try:
         os.write(in_w, stdin.encode())  # small: a container's ports fit in the pipe
     finally:

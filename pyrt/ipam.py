@@ -110,10 +110,4 @@ class Pool:
                     pass
             return
         os.makedirs(directory(self.root), 0o700, exist_ok=True)
-        tmp = f"{self.path}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, jsonio.dumps(self.data).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, self.path)
+        jsonio.write_atomic(self.path, jsonio.dumps(self.data).encode())

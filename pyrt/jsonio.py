@@ -80,6 +80,26 @@ def read(path: str, dir_fd: int | None = None) -> bytes:
         os.close(fd)
 
 
+def write_atomic(path: str, data: bytes, mode: int = 0o600, dir_fd: int | None = None) -> None:
+    """Replace a file whole (a temporary file beside it, then rename): a reader sees the old or
+    the new bytes, never half. OSError as raised by open; no temporary file is left."""
+    head, tail = os.path.split(path)
+    tmp = os.path.join(head, f".{tail}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
+    try:
+        try:
+            os.write(fd, data)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except BaseException:
+        try:
+            os.unlink(tmp, dir_fd=dir_fd)
+        except OSError:
+            pass
+        raise
+
+
 def load_file(path: str) -> object:
     """Parse a JSON file; errors are one line naming the file (PyrtError)."""
     from pyrt.errors import PyrtError

@@ -12,9 +12,6 @@ CLONE = {
     "mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000,
     "pid": 0x20000000, "network": 0x40000000, "cgroup": 0x02000000, "time": 0x00000080,
 }
-#: /proc/<pid>/ns/<name> for each type
-PROC_NAME = {"mount": "mnt", "uts": "uts", "ipc": "ipc", "user": "user", "pid": "pid",
-             "network": "net", "cgroup": "cgroup", "time": "time"}
 # Joining order: the user namespace first (it grants the rights to join the others), the mount
 # namespace late (afterwards host paths may be gone).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
@@ -33,8 +30,8 @@ def check(spec: Spec) -> None:
 
 
 def clone_flags(spec: Spec) -> int:
-    """Flags for clone3: every new namespace but cgroup, which init unshares once the parent
-    has placed it in its cgroups (so the namespace's root is the container's cgroup)."""
+    """Flags for clone3: every new namespace but cgroup, which init unshares once it is in
+    all its cgroups (v1 ones: join-cgroups), so the namespace's root is the container's cgroup."""
     flags = 0
     for kind, path in spec.namespaces.items():
         if path is None and kind != "cgroup":

@@ -109,7 +109,7 @@ _DESCRIBE: dict = {
     "rlimit": lambda a: f"setrlimit {_rlimit_name(a[0])} soft={a[1]} hard={a[2]} (-1: unlimited)",
     "session-keyring": "join a new session keyring {0}",
     "umask": "set umask {0}",
-    "resolve-exec": "look up {0} in the container (PATH={1})",
+    "resolve-exec": "look up {0} in the container (PATH={1}, cwd {2})",
     "home": "no HOME in env: take uid {0}'s home from the container's /etc/passwd (or /)",
     "ready": "tell the parent set-up is done",
     "wait-start": "wait on the exec fifo (fd {0}) for `pyrt start`",

@@ -14,7 +14,6 @@ RLIMITS = {
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 RLIM_INFINITY = (1 << 64) - 1
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def env_value(env: list[str], key: str) -> str | None:
@@ -48,8 +47,9 @@ def prepare_steps(proc: Process, container_id: str, no_new_keyring: bool) -> lis
 
 
 def resolve_step(proc: Process) -> Step:
-    """Find args[0] in the container. Without PATH in env, runc's lookup finds nothing."""
-    return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "")
+    """Find args[0] in the container, relative names in the cwd (as runc, after its chdir).
+    Without PATH in env, runc's lookup finds nothing."""
+    return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "", proc.cwd)
 
 
 def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:

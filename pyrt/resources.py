@@ -531,7 +531,7 @@ def _cpu_list(o: _Object, key: str) -> str | None:
         return None
     for part in text.split(","):
         lo, _, hi = part.partition("-")
-        if not lo.isdigit() or (hi and (not hi.isdigit() or int(hi) < int(lo))):
+        if not part.isascii() or not lo.isdigit() or (hi and (not hi.isdigit() or int(hi) < int(lo))):
             raise o.fail(key, f"{text!r} is not a list like 0-3,8")
     return text
 

@@ -19,12 +19,19 @@ def _sealed_copy(path: str, name: str) -> int:
     src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
-        size, offset = os.fstat(src).st_size, 0
-        while offset < size:
-            offset += os.sendfile(mfd, src, offset, size - offset)
+        try:
+            size, offset = os.fstat(src).st_size, 0
+            while offset < size:
+                sent = os.sendfile(mfd, src, offset, size - offset)
+                if not sent:
+                    raise PyrtError(f"{path}: shorter than its size (changed while being copied)")
+                offset += sent
+            fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
+        except BaseException:
+            os.close(mfd)
+            raise
     finally:
         os.close(src)
-    fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
     return mfd
 
 

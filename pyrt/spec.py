@@ -91,7 +91,7 @@ class Spec:
         self.gid_mappings: list[tuple[int, int, int]] = []
         self.devices: list[Device] = []
         self.cgroups_path: str | None = None
-        #: linux.resources as given; the cgroups module validates and applies it
+        #: linux.resources as given; pyrt.resources validates it and the cgroup applies it
         self.resources: dict = {}
         self.rootfs_propagation: str | None = None
         self.masked_paths: list[str] = []

@@ -13,15 +13,15 @@ import os
 from pyrt import jsonio
 from pyrt.errors import PyrtError
 
-DEFAULT_ROOT = "/run/pyrt"
 #: The fields of runc's `state` output, in runc's order.
 OCI_FIELDS = ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+.-")
 
 
 def validate_id(container_id: str) -> None:
-    if not container_id or not set(container_id) <= _ID_CHARS or container_id in (".", "..") or ".." in container_id:
-        raise PyrtError(f'invalid container id "{container_id}": use letters, digits and _+.- only')
+    # a leading dot is refused too: <root>/.network is the IPAM's, and `list` skips dot names
+    if not container_id or not set(container_id) <= _ID_CHARS or container_id.startswith(".") or ".." in container_id:
+        raise PyrtError(f'invalid container id "{container_id}": use letters, digits and _+.- only, no leading .')
 
 
 def proc_start_time(pid: int) -> str | None:
@@ -102,13 +102,7 @@ class Container:
 
     def save(self, name: str = "state.json") -> None:
         """Write state.json (or `name`) atomically: a reader sees the old or the new record, never half."""
-        tmp = f"{name}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600, dir_fd=self.dir_fd)
-        try:
-            os.write(fd, jsonio.dumps(self.record).encode())
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+        jsonio.write_atomic(name, jsonio.dumps(self.record).encode(), dir_fd=self.dir_fd)
 
     def init_alive(self) -> bool:
         pid = self.record.get("pid", 0)

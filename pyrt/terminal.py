@@ -16,7 +16,7 @@ from pyrt.spawn import above
 def receive_pty(sock: socket.socket) -> tuple[int, str]:
     """One message of runc's protocol: the pty master as SCM_RIGHTS, the pty name as data."""
     fds = array.array("i")
-    msg, anc, _, _ = sock.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize))
+    msg, anc, _, _ = sock.recvmsg(1024, socket.CMSG_SPACE(fds.itemsize), socket.MSG_CMSG_CLOEXEC)
     for level, kind, data in anc:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[: len(data) - len(data) % fds.itemsize])

@@ -101,6 +101,12 @@ CASES = {
     "executable-not-in-path": (lambda c: c["process"].update(args=["nosuchcmd"]),
                                'exec: "nosuchcmd": executable file not found in $PATH',
                                'exec: "nosuchcmd": executable file not found in $PATH'),
+    "executable-in-relative-path-entry": (lambda c: c["process"].update(args=["busybox"], cwd="/bin",
+                                                                      env=["PATH=/nonexistent:."]),
+                                          'exec: "busybox": cannot run executable found relative to current '
+                                          "directory",
+                                          'exec: "busybox": cannot run executable found relative to current '
+                                          "directory"),
     "not-executable": (lambda c: c["process"].update(args=["/etc/passwd"]), 'exec: "/etc/passwd": permission denied',
                        'exec: "/etc/passwd": permission denied'),
     "directory-as-executable": (lambda c: c["process"].update(args=["/etc"]), 'exec: "/etc": permission denied',

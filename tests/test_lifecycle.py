@@ -51,6 +51,13 @@ def test_run_stdio_passthrough(rt, bundle):
     assert "err:hello" in r.stderr
 
 
+def test_relative_executable_is_found_in_the_cwd(rt, bundle):
+    """As runc (Go's exec.LookPath after the chdir): ./busybox is looked up in process.cwd."""
+    bundle.args("./busybox", "echo", "found").process["cwd"] = "/bin"
+    r = rt("run", "--bundle", str(bundle.write().path), rt.new_id())
+    assert (r.returncode, r.stdout) == (0, "found\n"), r.stderr
+
+
 def test_create_start_state_transitions(rt, bundle):
     bundle.args("sleep", "100")
     cid = rt.create(bundle)
