@@ -81,10 +81,7 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
         if opts["pid-file"]:
             from pyrt.container import _write_pid_file
 
-            try:
-                _write_pid_file(opts["pid-file"], init.pid)
-            except OSError as e:
-                raise PyrtError(f"write pid file {opts['pid-file']}: {os.strerror(e.errno).lower()}") from None
+            _write_pid_file(opts["pid-file"], init.pid)  # its errors are one-line PyrtErrors
     except BaseException:
         if init is not None:
             init.kill()

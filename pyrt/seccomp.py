@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 
-from pyrt import log
+from pyrt import jsonio, log
 from pyrt.errors import PyrtError
 from pyrt.spec import _Reader
 
@@ -300,7 +300,7 @@ def _cache(key: str, code: bytes) -> None:
     except OSError:
         return
     try:
-        _write_atomic(d, key, code)
+        jsonio.write_atomic(key, code, dir_fd=d)
     except OSError:
         pass
     finally:
@@ -315,20 +315,6 @@ def _read(name: str, dir_fd: int | None = None) -> bytes:
         os.close(fd)
 
 
-def _write_atomic(dir_fd: int, name: str, data: bytes) -> None:
-    tmp = f".{name}.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
-    try:
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    except BaseException:
-        os.unlink(tmp, dir_fd=dir_fd)
-        raise
-
-
 # ----------------------------------------------------------------------------- create and exec
 
 
@@ -341,7 +327,7 @@ def setup(obj: object, dir_fd: int, floor: int) -> tuple[int, int] | None:
         return None
     code = program(profile)
     try:
-        _write_atomic(dir_fd, SAVED, code)
+        jsonio.write_atomic(SAVED, code, dir_fd=dir_fd)
     except OSError as e:
         raise PyrtError(f"save the seccomp program in the state directory: {os.strerror(e.errno).lower()}") from None
     from pyrt.spawn import above

@@ -13,7 +13,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import reap
+from conftest import wait_for
 
 
 def _is_cgroup2(path: str) -> bool:
@@ -81,18 +81,6 @@ def started(rt, bundle) -> tuple[str, int, CgFiles]:
     files = CgFiles(pid)
     rt.ok("start", cid)
     return cid, pid, files
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        reap()
-        time.sleep(0.05)
 
 
 def _open_writer(fifo: Path) -> int | None:

@@ -299,6 +299,18 @@ def no_leaks(request, tmp_path: Path):
         pytest.fail("leaked:\n  " + "\n  ".join(leaks))
 
 
+def wait_for(predicate, timeout: float = 20, what: str = "condition"):
+    """Poll `predicate` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
 def read_until(fd: int, text: str, timeout: float = 15) -> str:
     """Read from a pty master until `text` shows up; everything read so far is returned."""
     import select

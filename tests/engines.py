@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+from conftest import wait_for
+
 RUNTIME = os.path.abspath(os.environ.get("ENGINE_RUNTIME", "/usr/local/bin/pyrt"))
 RUNTIME_NAME = os.path.basename(RUNTIME)
 #: Where the runtime keeps state when the engine passes no --root (podman never does).
@@ -265,18 +267,6 @@ def http_get(url: str, timeout: float = 20) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-
-
-def wait_for(predicate, timeout: float = 20, what: str = "condition"):
-    """Poll `predicate` until it returns something true; that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _template(name: str, **subst: str) -> str:

@@ -14,8 +14,8 @@ import uuid
 
 import cgroupfs
 import pytest
-from cgroupfs import CTR_DEVICES, UNIFIED, V2_HOST, finish, output, started, wait_for
-from conftest import IS_RUNC
+from cgroupfs import CTR_DEVICES, UNIFIED, V2_HOST, finish, output, started
+from conftest import IS_RUNC, wait_for
 
 
 def test_memory_limit_oom_kills(rt, bundle):
