@@ -103,6 +103,13 @@ def set_path(c: dict, path: str, value: object) -> None:
 
 DELETE = object()
 
+
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
 # field -> (bad value, words of the message after "config.json: ")
 BAD = [
     ("root", DELETE, "root: is required"),
@@ -119,9 +126,16 @@ BAD = [
     ("process.cwd", "tmp", "process.cwd: must be an absolute path"),
     ("process.env", ["A=1", "B"], 'process.env[1]: "B" is not KEY=VALUE'),
     ("process.terminal", 1, "process.terminal: must be true or false"),
-    ("process.user.uid", -1, "process.user.uid: must be between 0 and 4294967295"),
+    ("process.user.uid", -1, "process.user.uid: uids and gids must be in range 0-2147483647"),
     ("process.user.uid", True, "process.user.uid: must be an integer"),
-    ("process.user.gid", 1 << 32, "process.user.gid: must be between 0 and 4294967295"),
+    ("process.user.gid", 1 << 32, "process.user.gid: uids and gids must be in range 0-2147483647"),
+    # -1 as a u32: setresuid(2) and chown(2) read it as "unchanged" (the process stays root)
+    ("process.user.uid", 4294967295, "process.user.uid: uids and gids must be in range 0-2147483647"),
+    ("process.user.gid", 4294967295, "process.user.gid: uids and gids must be in range 0-2147483647"),
+    ("process.user.uid", 2147483648, "process.user.uid: uids and gids must be in range 0-2147483647"),
+    ("process.user.additionalGids", [1, 4294967295], "process.user.additionalGids: uids and gids must be in range"),
+    ("process.user.additionalGids", list(range(65537)),
+     "process.user.additionalGids: 65537 groups: the kernel takes at most 65536"),
     ("process.user.umask", 0o1000, "process.user.umask: must be between 0 and 0777"),
     ("process.user.additionalGids", [1, "2"], "process.user.additionalGids: must be an array of group ids"),
     ("process.user.username", "bob", "process.user.username: process.user.username (Windows) is not supported"),
@@ -135,6 +149,22 @@ BAD = [
     ("process.apparmorProfile", "p", "process.apparmorProfile: AppArmor is not supported"),
     ("process.selinuxLabel", "l", "process.selinuxLabel: SELinux is not supported"),
     ("process.consoleSize", {"height": -3}, "process.consoleSize.height: must be between 0"),
+    ("process.consoleSize", {"width": 65536}, "process.consoleSize.width: must be between 0 and 65535"),
+    ("process.args", ["sh", "a\0b"], "process.args[1]: must not contain a NUL byte"),
+    ("process.env", ["A=\ud800"], "process.env[0]: must be valid UTF-8"),
+    ("hostname", "h" * 65, "hostname: longer than the kernel's 64 bytes"),
+    ("domainname", "d" * 65, "domainname: longer than the kernel's 64 bytes"),
+    ("linux.cgroupsPath", "/a\0b", "linux.cgroupsPath: must not contain a NUL byte"),
+    ("linux.namespaces[0].path", "/proc/1/ns/pid\0", "linux.namespaces[0].path: must not contain a NUL byte"),
+    ("hooks", {"prestart": [{"path": "/bin/true\0"}]}, "hooks.prestart[0].path: must not contain a NUL byte"),
+    ("hooks", {"prestart": [{"path": "/x", "timeout": 1 << 31}]}, "hooks.prestart[0].timeout: must be a positive"),
+    ("linux.seccomp", {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["re\0ad"]}]},
+     "linux.seccomp.syscalls[0].names[0]: must not contain a NUL byte"),
+    ("linux.resources", {"cpu": {"cpus": "0\0"}}, "linux.resources.cpu.cpus: must not contain a NUL byte"),
+    ("annotations", {"k\0": "v"}, "annotations.k\\x00: must not contain a NUL byte"),
+    ("linux.sysctl", {"kernel.shmmax": "1\0"}, "linux.sysctl.kernel.shmmax: must not contain a NUL byte"),
+    ("x-deep", nested(70),
+     "x-deep: nested more than 64 levels deep"),
     ("mounts", {}, "mounts: must be an array"),
     ("mounts[0].destination", DELETE, "mounts[0].destination: is required"),
     ("mounts[0].destination", "", "mounts[0].destination: must not be empty"),
@@ -157,6 +187,26 @@ BAD = [
     ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: Intel RDT is not supported"),
     ("linux.timeOffsets", {"boottime": {"secs": 1}}, "linux.timeOffsets: the time namespace is not supported"),
     ("linux.uidMappings", [{"containerID": 0, "hostID": -1, "size": 1}], "linux.uidMappings[0].hostID: must be"),
+    ("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}],
+     "linux.uidMappings: mappings without a user namespace"),
+    ("linux.gidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}],
+     "linux.gidMappings: mappings without a user namespace"),
+    ("linux.devices", [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "uid": 4294967295}],
+     "linux.devices[0].uid: uids and gids must be in range 0-2147483647"),
+    ("linux.devices", [{"path": "/dev/x", "type": "c", "major": 1, "minor": 3, "gid": -1}],
+     "linux.devices[0].gid: uids and gids must be in range 0-2147483647"),
+    ("linux.devices", [{"path": "/dev/x", "type": "c", "major": 4096, "minor": 3}],
+     "linux.devices[0].major: must be between 0 and 4095"),
+    ("linux.devices", [{"path": "/dev/x", "type": "b", "major": 1, "minor": 1 << 20}],
+     "linux.devices[0].minor: must be between 0 and 1048575"),
+    ("linux.devices", [{"path": "/dev/x", "type": "c", "major": -1, "minor": 3}],
+     "linux.devices[0].major: must be between 0 and 4095"),
+    ("linux.personality", {"domain": "FOO"}, 'linux.personality.domain: invalid personality domain "FOO"'),
+    ("linux.personality", {}, 'linux.personality.domain: invalid personality domain ""'),
+    ("linux.personality", {"domain": "LINUX32", "flags": ["ADDR_NO_RANDOMIZE"]},
+     "linux.personality.flags: personality flags are not supported by pyrt"),
+    ("linux.personality", {"domain": "LINUX32", "flags": "x"}, "linux.personality.flags: must be an array"),
+    ("linux.personality", "LINUX32", "linux.personality: must be an object"),
     ("annotations", {"a": 1}, "annotations: values must be strings"),
     ("hooks", {"prestart": [{"args": []}]}, "hooks.prestart[0].path: is required"),
     ("hooks", {"prestart": [{"path": "rel"}]}, "hooks.prestart[0].path: must be an absolute path"),
