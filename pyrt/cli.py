@@ -329,6 +329,13 @@ def check_preserve_fds(n: int) -> None:
             raise PyrtError(f"unable to stat preserved-fd {fd} (of {n}): {os.strerror(e.errno).lower()}") from None
 
 
+def check_console_socket(path: str | None) -> None:
+    """An AF_UNIX path holds at most 107 bytes (sun_path): refuse a longer one as runc's
+    connect(2) does, by name, before anything is set up."""
+    if path and len(os.fsencode(path)) > 107:
+        raise PyrtError(f"connect to console socket {path}: invalid argument (an AF_UNIX path has at most 107 bytes)")
+
+
 def _commit() -> str:
     from pyrt import __version__
 
@@ -342,6 +349,7 @@ def _create_options(opts: dict, bundle: str):
     from pyrt.container import CreateOptions
 
     check_preserve_fds(opts["preserve-fds"])
+    check_console_socket(opts["console-socket"])
     return CreateOptions(bundle, opts["pid-file"], opts["console-socket"], opts["preserve-fds"],
                          opts["no-pivot"], opts["no-new-keyring"])
 

@@ -113,9 +113,10 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
     if opts["cgroup"]:
         raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
-    from pyrt.cli import check_preserve_fds
+    from pyrt.cli import check_console_socket, check_preserve_fds
 
     check_preserve_fds(opts["preserve-fds"])
+    check_console_socket(opts["console-socket"])
 
 
 def _process(opts: dict, argv: list[str], base: dict) -> Process:

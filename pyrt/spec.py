@@ -25,8 +25,6 @@ MAX_ID = (1 << 31) - 1
 NGROUPS_MAX, HOST_NAME_MAX, MAX_MAJOR, MAX_MINOR = 65536, 64, (1 << 12) - 1, (1 << 20) - 1
 #: personality(2) domains the runtime spec names
 PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
-#: config.json is a handful of levels deep; anything deeper is not a config
-MAX_DEPTH = 64
 
 
 class ConfigError(PyrtError):
@@ -182,21 +180,24 @@ class _Reader:
 def check_tree(obj: object, file: str) -> None:
     """Refuse, naming the field, what no field may hold: a string with a NUL byte (no system
     call takes one: Python would raise ValueError at the first that meets it) or a lone
-    surrogate (not UTF-8), and nesting deeper than any config has. Every string, keys included,
-    wherever it is: also in sections other modules read (seccomp, resources, annotations)."""
-    todo: list[tuple[object, str, int]] = [(obj, "", 0)]
+    surrogate (not UTF-8). Every string, keys included, wherever it is: also in sections other
+    modules read (seccomp, resources, annotations)."""
+    try:  # the C encoder escapes both as \\u0000 and \\udXXX: most configs have neither
+        text = jsonio.dumps(obj)
+        if "\\u0000" not in text and "\\ud" not in text:
+            return
+    except RecursionError:
+        pass
+    todo: list[tuple[object, str]] = [(obj, "")]
     while todo:
-        value, where, depth = todo.pop()
-        if depth > MAX_DEPTH:
-            top = where.replace("[", ".").split(".")[0]
-            _Reader({}, top, file).fail(f"nested more than {MAX_DEPTH} levels deep")
+        value, where = todo.pop()
         if isinstance(value, dict):
             for k, v in value.items():
                 field = f"{where}.{k}" if where else k
                 _check_string(k, field, file)
-                todo.append((v, field, depth + 1))
+                todo.append((v, field))
         elif isinstance(value, list):
-            todo += ((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+            todo += ((v, f"{where}[{i}]") for i, v in enumerate(value))
         elif isinstance(value, str):
             _check_string(value, where, file)
 
