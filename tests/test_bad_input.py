@@ -426,3 +426,15 @@ def test_console_size_is_a_winsize(rt, bundle):
 def test_hook_timeout_fits_an_int(rt, bundle):
     bundle.config["hooks"] = {"createContainer": [{"path": "/bin/true", "timeout": 2**32 + 1}]}
     assert "hooks.createContainer[0].timeout: must be a positive number of seconds" in refused(rt, bundle)
+
+
+def test_unwritable_log_file_still_one_line(rt):
+    """The record falls back to stderr: it was printed there twice (record and plain line)."""
+    r = rt("--log", "/nonexistent/dir/log", "state", "nope")
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_unwritable_log_file_and_a_usage_error(rt):
+    """Usage text on stderr starts with the usage error (the log record is for the log only)."""
+    r = rt("--log", "/nonexistent/dir/log", "kill", "--bogus", "c1")
+    assert r.returncode == 1 and r.stderr.startswith("Incorrect Usage: flag provided but not defined: -bogus")
