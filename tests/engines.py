@@ -39,6 +39,18 @@ HELLO_ROOTFS = REPO / "bundles" / "hello-world" / "rootfs"
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
+def shared_tool(name: str) -> str:
+    """A tool the project keeps beside its clone, in shared/bin (runc-1.5, the oracle for runc's
+    current behaviour; crictl-1.26): the nearest shared/bin above the repository (a worktree
+    may sit one level deeper), or $SHARED_BIN."""
+    dirs = [Path(os.environ["SHARED_BIN"])] if os.environ.get("SHARED_BIN") else []
+    dirs += [up / "shared" / "bin" for up in (REPO.parent, REPO.parent.parent)]
+    for d in dirs:
+        if os.access(d / name, os.X_OK):
+            return str(d / name)
+    raise AssertionError(f"{name} not found in {', '.join(map(str, dirs))} (set SHARED_BIN)")
+
+
 # ----------------------------------------------------------------------------- images
 
 
