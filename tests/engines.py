@@ -178,11 +178,14 @@ class CgroupParent:
                 found += [os.path.join(dirpath, d) for d in dirnames if needle in d]
         return found
 
-    def remove(self) -> list[str]:
-        """Remove the parent and what is below it; return what could not be removed."""
+    def remove(self, keep_parent: bool = False) -> list[str]:
+        """Remove the parent (unless `keep_parent`) and what is below it; return what could not
+        be removed."""
         left = []
         for top in self.dirs():
             for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                if keep_parent and dirpath == str(top):
+                    continue
                 try:
                     os.rmdir(dirpath)
                 except OSError as e:
@@ -413,17 +416,20 @@ class Containerd:
     under the runtime under test (`ctr run --runc-binary`) with their state in a private --root."""
 
     NAMESPACE = "pyrt-test"
+    TEMPLATE = "containerd.toml"
+    CGROUP_PREFIX = "pyrt-ctr"
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, **subst: str) -> None:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.sock = str(base / "containerd.sock")
         self.runc_root = base / "runc-root"
+        self.runtime_roots = [self.runc_root]  # state roots of the runtimes the shims call
         self.fifo_dir = base / "fifo"
-        self.cgroup = CgroupParent("pyrt-ctr")
+        self.cgroup = CgroupParent(self.CGROUP_PREFIX)
         # the shims put their sockets in /run/containerd/s whatever the config says
         self.had_run_dir = os.path.exists("/run/containerd")
-        (base / "containerd.toml").write_text(_template("containerd.toml", BASE=str(base)))
+        (base / "containerd.toml").write_text(_template(self.TEMPLATE, BASE=str(base), **subst))
         self.env = {"PATH": BASE_PATH, "HOME": str(base), "TMPDIR": str(base)}
         self.log = open(base / "containerd.log", "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(["containerd", "--config", str(base / "containerd.toml")],
@@ -478,11 +484,17 @@ class Containerd:
         for cid in self.ok("container", "ls", "--quiet").stdout.split():
             found.append(f"container left: {cid}")
             self("container", "delete", cid)
+        return found + self.host_leftovers()
 
+    def host_leftovers(self) -> list[str]:
+        """What the engine's containers left on the host: the runtime's state, mounts under the
+        engine's state dir, cgroups, processes (given 10 s to go)."""
         def find() -> list[str]:
             reap_orphans(keep=(self.proc.pid,))
-            state = self.runc_root / self.NAMESPACE
-            left = [f"{RUNTIME_NAME} state left: {p}" for p in state.iterdir()] if state.is_dir() else []
+            left = []
+            for root in self.runtime_roots:
+                state = root / self.NAMESPACE
+                left += [f"runtime state left: {p}" for p in state.iterdir()] if state.is_dir() else []
             left += [f"mount left: {m}" for m in mounts_matching(str(self.base / "state"))]
             left += [f"cgroup left: {c}" for c in self.cgroup.children()]
             left += [f"process left: {p}" for p in processes_matching(self.cgroup.name)]
@@ -491,7 +503,7 @@ class Containerd:
         deadline = time.monotonic() + 10
         while (left := find()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return found + left
+        return left
 
     def close(self) -> list[str]:
         """Stop containerd; remove its mounts and our cgroups; what was left."""
@@ -523,3 +535,169 @@ class Containerd:
                     os.rmdir(d)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
+
+
+# ----------------------------------------------------------------------------- Kubernetes node (CRI)
+
+
+class CniNetwork:
+    """The pod network of a private containerd: a CNI bridge + host-local + portmap chain
+    (Debian's containernetworking-plugins) with a bridge of its own name on a free subnet, the
+    addresses under our dir. What the plugins leave by design (the bridge, portmap's chains, the
+    libcni cache dir, ip_forward turned on by the bridge's gateway) is undone by `close`."""
+
+    BIN_DIR = "/usr/lib/cni"
+    CACHE = Path("/var/lib/cni")  # libcni's cache, hard-coded in containerd 1.6
+
+    def __init__(self, base: Path) -> None:
+        self.name = "pyrt-test-" + uuid.uuid4().hex[:8]
+        self.bridge = "crib" + self.name[-8:]  # nothing else on a host is named like this
+        self.subnet = self._free_subnet()
+        self.ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+        self.nat_before = self._nat()
+        self.cache_existed = self.CACHE.exists()
+        conf_dir = base / "cni"
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        conflist = {"cniVersion": "1.0.0", "name": self.name, "plugins": [
+            {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
+             "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
+                      "dataDir": str(base / "cni-ipam")}},
+            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
+        ]}
+        (conf_dir / "10-pyrt-test.conflist").write_text(json.dumps(conflist, indent=1))
+
+    @staticmethod
+    def _free_subnet() -> str:
+        """A /24 in 10.213/16 that no host route covers."""
+        import ipaddress
+
+        routes = json.loads(subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True,
+                                           text=True, check=True).stdout)
+        taken = [ipaddress.ip_network(r["dst"], strict=False) for r in routes
+                 if r.get("dst", "default") not in ("default",) and ":" not in r["dst"]]
+        for i in range(256):
+            net = ipaddress.ip_network(f"10.213.{i}.0/24")
+            if not any(net.overlaps(t) for t in taken):
+                return str(net)
+        raise AssertionError("no free subnet in 10.213.0.0/16")
+
+    @staticmethod
+    def _nat() -> list[str]:
+        out = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
+        return out.splitlines()
+
+    @staticmethod
+    def _iptables(*args: str) -> None:
+        subprocess.run(["iptables", "-w", "-t", "nat", *args], capture_output=True)
+
+    def veths(self) -> list[str]:
+        """The links still attached to our bridge (pods' veths)."""
+        out = subprocess.run(["ip", "-j", "link", "show", "master", self.bridge], capture_output=True, text=True)
+        return [link["ifname"] for link in json.loads(out.stdout or "[]")] if out.returncode == 0 else []
+
+    def _pod_chains(self) -> list[str]:
+        """portmap's per-pod chains (CNI-DN-*) of our network: its jumps name the network."""
+        return [r.split()[-1] for r in self._nat() if r.startswith("-A CNI-HOSTPORT-DNAT ") and self.name in r]
+
+    def leaks(self) -> list[str]:
+        """What removed pods left: veths on our bridge, portmap chains of our network."""
+        return [f"veth left: {v}" for v in self.veths()] + [f"iptables chain left: {c}" for c in self._pod_chains()]
+
+    def close(self) -> list[str]:
+        """Remove the bridge, our pods' portmap chains and, if we brought them and no one else
+        uses them, portmap's CNI-HOSTPORT-* chains and their jumps; restore ip_forward; drop
+        libcni's cache dir if it is ours. Returns what could not be undone."""
+        import shlex
+
+        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
+        for chain in self._pod_chains():
+            for rule in self._nat():
+                if rule.startswith("-A CNI-HOSTPORT-DNAT ") and rule.endswith(f" {chain}"):
+                    self._iptables("-D", *shlex.split(rule)[1:])
+            self._iptables("-F", chain)
+            self._iptables("-X", chain)
+        portmap = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+        ours = [c for c in portmap if f"-N {c}" not in self.nat_before]
+        if "CNI-HOSTPORT-DNAT" in ours and not any(r.startswith("-A CNI-HOSTPORT-DNAT ") for r in self._nat()):
+            for rule in self._nat():
+                if rule.startswith("-A ") and rule.split()[-1] in ours and rule not in self.nat_before:
+                    self._iptables("-D", *shlex.split(rule)[1:])
+            for chain in ours:
+                self._iptables("-F", chain)
+                self._iptables("-X", chain)
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward)
+        if not self.cache_existed:
+            shutil.rmtree(self.CACHE, ignore_errors=True)
+        left = self.leaks()
+        left += [f"iptables rule left: {r}" for r in self._nat() if r not in self.nat_before
+                 and any(c in r for c in portmap) and not r.startswith("-A CNI-HOSTPORT-DNAT ")]
+        if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True).returncode == 0:
+            left.append(f"bridge left: {self.bridge}")
+        return left
+
+
+class CriContainerd(Containerd):
+    """A private containerd with the CRI plugin, driven with crictl as a kubelet drives it: pods on
+    a CNI network of their own, two RuntimeClass handlers on the runc v2 shim (`runc`, the
+    oracle, and `pyrt`, whose BinaryName is the runtime under test), images imported offline."""
+
+    NAMESPACE = "k8s.io"
+    TEMPLATE = "containerd-cri.toml"
+    CGROUP_PREFIX = "pyrt-cri"
+    HANDLERS = ("runc", "pyrt")
+    PAUSE = "localhost/pause:pyrt-test"
+
+    def __init__(self, base: Path) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        self.crictl = shared_tool("crictl-1.26")
+        self.network = CniNetwork(base)
+        runc = shutil.which("runc", path=BASE_PATH) or "runc"
+        try:
+            super().__init__(base, PAUSE_IMAGE=self.PAUSE, RUNTIME=RUNTIME, RUNC=runc)
+        except BaseException:
+            self.network.close()
+            raise
+        self.runtime_roots = [base / "runtime-root" / h for h in self.HANDLERS]
+        (base / "crictl.yaml").write_text(f"runtime-endpoint: unix://{self.sock}\nimage-endpoint: unix://{self.sock}\n"
+                                          "timeout: 60\npull-image-on-create: false\n")
+        # the pod sandbox's image: Debian's static catatonit as pid 1 (`catatonit -P`, a pause)
+        pause = base / "pause-rootfs"
+        pause.mkdir()
+        shutil.copy2("/usr/bin/catatonit", pause / "catatonit")
+        self.import_image(pause, self.PAUSE, entrypoint=["/catatonit", "-P"])
+        shutil.rmtree(pause)
+
+    def crictl_cmd(self, *args: str) -> list[str]:
+        return [self.crictl, "--config", str(self.base / "crictl.yaml"), *args]
+
+    def cri(self, *args: str, input: str | None = None, timeout: float = 90,
+            check: bool = False) -> subprocess.CompletedProcess:
+        """`crictl ARGS` against our containerd."""
+        return _run(self.crictl_cmd(*args), self.env, input, timeout, check)
+
+    def cri_ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.cri(*args, check=True, **kw)
+
+    def cri_pty(self, *args: str, rows: int = 24, cols: int = 80) -> Pty:
+        return Pty(self.crictl_cmd(*args), self.env, rows, cols)
+
+    def leaks(self) -> list[str]:
+        """What the tests' pods left behind (and remove it): pods, containers, then what they
+        left on the host (runtime state, mounts, netns, cgroups, processes, veths)."""
+        found = []
+        for cid in self.cri_ok("ps", "--all", "--quiet").stdout.split():
+            found.append(f"container left: {cid}")
+            self.cri("rm", "--force", cid)
+        for pod in self.cri_ok("pods", "--quiet").stdout.split():
+            found.append(f"pod left: {pod}")
+            self.cri("stopp", pod)
+            self.cri("rmp", "--force", pod)
+        found += self.host_leftovers()
+        self.cgroup.remove(keep_parent=True)  # pod cgroups of a failed test: not the next one's leak
+        netns = self.base / "state" / "netns"
+        found += [f"netns left: {p}" for p in netns.iterdir()] if netns.is_dir() else []
+        return found + self.network.leaks()
+
+    def close(self) -> list[str]:
+        left = super().close()  # containerd, shims, mounts, cgroups, our dir
+        return left + self.network.close()
