@@ -651,9 +651,9 @@ class CriContainerd(Containerd):
         base.mkdir(parents=True, exist_ok=True)
         self.crictl = shared_tool("crictl-1.26")
         self.network = CniNetwork(base)
-        runc = shutil.which("runc", path=BASE_PATH) or "runc"
+        self.binaries = {"runc": shutil.which("runc", path=BASE_PATH) or "runc", "pyrt": RUNTIME}
         try:
-            super().__init__(base, PAUSE_IMAGE=self.PAUSE, RUNTIME=RUNTIME, RUNC=runc)
+            super().__init__(base, PAUSE_IMAGE=self.PAUSE, RUNTIME=RUNTIME, RUNC=self.binaries["runc"])
         except BaseException:
             self.network.close()
             raise

@@ -85,9 +85,13 @@ class Kubelet:
     def state(self, cid: str) -> str:
         return self.inspect(cid)["status"]["state"]
 
-    def runtime_state(self, cid: str) -> Path:
-        """The handler's runtime keeps its state of `cid` here (the proof of who ran it)."""
-        return self.node.base / "runtime-root" / self.handler / self.node.NAMESPACE / cid
+    def runtime_state(self, cid: str) -> dict:
+        """`state` of `cid` from the handler's own binary, in the shim's Root for it: the proof
+        that this runtime runs it (runc and pyrt cannot read each other's state)."""
+        root = self.node.base / "runtime-root" / self.handler / self.node.NAMESPACE
+        r = subprocess.run([self.node.binaries[self.handler], "--root", str(root), "state", cid],
+                           capture_output=True, text=True, timeout=30, check=True)
+        return json.loads(r.stdout)
 
     def remove_pod(self, pod: str) -> None:
         """As a kubelet: stop the pod's containers and sandbox, remove it all, then its cgroup
@@ -127,7 +131,7 @@ def test_pod_with_env_args_mounts_and_logs(kubelet, tmp_path):
                          envs=[{"key": "GREETING", "value": "hello"}],
                          mounts=[{"container_path": "/config", "host_path": str(ro), "readonly": True},
                                  {"container_path": "/data", "host_path": str(rw)}])
-    assert kubelet.runtime_state(pod).is_dir()  # the handler's runtime runs the pod
+    assert kubelet.runtime_state(pod)["status"] == "running"  # the handler's runtime runs the pod
     wait_for(lambda: kubelet.state(cid) == "CONTAINER_EXITED", what="the container to exit")
     status = kubelet.inspect(cid)["status"]
     assert (status["exitCode"], status["reason"]) == (0, "Completed")

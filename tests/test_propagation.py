@@ -10,8 +10,8 @@ reach the host unless the config asks for shared propagation.
 The comparisons run each container inside a mount namespace of the test's own (`unshare -m`)
 that plays the host: `/` private and the rootfs a plain directory, as on this machine; or `/`
 rshared and the rootfs a mount of its own, as on a systemd machine under containerd (an overlay
-snapshot). All the host-side mounts they make vanish with that namespace. Only the Bidirectional test works on
-the real host, with a shared mount of its own that it removes.
+snapshot). All the host-side mounts they make vanish with that namespace. The last two tests work
+on the real host, with a shared mount of their own that they remove.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ OWN_TARGETS = {"tmp": "/tmp/own", "dev": "/dev/own", "root": "/root"}
 #: whose bind stays in the host's peer group. A non-recursive rootfsPropagation changes only "/",
 #: so a bind without a propagation option keeps the shared host mount's propagation.
 REACH_HOST = {
-    None: set(), "rprivate": set(), "rslave": set(), "runbindable": set(),  # (runbindable fails)
+    None: set(), "rprivate": set(), "rslave": set(),
     "private": {"default", "shared", "rshared"}, "shared": {"default", "shared", "rshared"},
     "slave": {"default", "shared", "rshared"}, "unbindable": {"default", "shared", "rshared"},
     "rshared": {"default", "shared", "rshared"},
