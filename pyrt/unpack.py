@@ -29,6 +29,8 @@ class Progress:
         self._last = 0.0
 
     def __call__(self, n: int) -> None:
+        if not n:
+            return
         self.done += n
         now = time.monotonic()
         if self.enabled and (now - self._last >= 0.1 or self.done >= self.total):
