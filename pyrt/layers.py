@@ -54,13 +54,13 @@ class Refused(PyrtError):
     """An entry that would leave the root or write through something it must not."""
 
 
-def split(name: str, what: str = "path") -> list[str]:
+def split(name: str, what: str = "the path") -> list[str]:
     """The components of a relative archive path (`./` and `//` tolerated, `..` and `/x` refused)."""
     if name.startswith("/"):
-        raise Refused(f"{what} {name!r} is absolute")
+        raise Refused(f"{what} is absolute")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise Refused(f"{what} {name!r} leaves the root ('..')")
+        raise Refused(f"{what} leaves the root ('..')")
     return parts
 
 
@@ -81,7 +81,9 @@ class Applier:
                 try:
                     self._entry(entry, reader)
                 except OSError as e:
-                    raise PyrtError(f"{entry.name!r}: {os.strerror(e.errno).lower()}") from None
+                    raise PyrtError(f"entry {entry.name!r}: {os.strerror(e.errno).lower()}") from None
+                except Refused as e:
+                    raise Refused(f"entry {entry.name!r}: {e}") from None
             # directory times last: creating their children changed them
             for path, ns in self._dir_times.items():
                 parts = path.split("/") if path else []
@@ -132,9 +134,9 @@ class Applier:
     @staticmethod
     def _bad_parent(key: str, e: OSError) -> Exception:
         if e.errno == 40:  # ELOOP: RESOLVE_NO_SYMLINKS met a symlink
-            return Refused(f"{key!r} goes through a symlink: refusing to write through it")
+            return Refused(f"{key!r} is a symlink (or goes through one): refused")
         if e.errno == 20:  # ENOTDIR
-            return Refused(f"{key!r}: a parent is not a directory")
+            return Refused(f"{key!r} is not a directory")
         return PyrtError(f"{key!r}: {os.strerror(e.errno).lower()}")
 
     def _remove(self, parent: int, name: str) -> None:
@@ -154,14 +156,14 @@ class Applier:
     # ---------------------------------------------------------------- entries
 
     def _entry(self, entry: tarstream.Entry, reader: tarstream.TarReader) -> None:
-        parts = split(entry.name, "entry")
+        parts = split(entry.name)
         base = parts[-1] if parts else ""
         if base.startswith(WHITEOUT):
-            self._whiteout(parts, entry.name)
+            self._whiteout(parts)
             return
         if not parts:  # the root itself ("./"): only its metadata
             if entry.kind != tarstream.DIR:
-                raise Refused(f"entry {entry.name!r} replaces the root with a non-directory")
+                raise Refused("replaces the root with a non-directory")
             self._meta_fd(self.root_fd, entry)
             self._dir_times[""] = entry.mtime_ns
             return
@@ -219,21 +221,21 @@ class Applier:
         self._dir_times[path] = entry.mtime_ns
 
     def _hardlink(self, parent: int, name: str, entry: tarstream.Entry) -> None:
-        target = split(entry.linkname, "hard link target")
+        target = split(entry.linkname, f"the hard link target {entry.linkname!r}")
         if not target:
-            raise Refused(f"hard link {entry.name!r} to the root")
+            raise Refused("a hard link to the root")
         # the target's parent by the same rules (never through a symlink), in an fd of its own
         flags = os.O_PATH | os.O_DIRECTORY
         try:
             src = openat2(self.root_fd, "/".join(target[:-1]) or ".", flags,
                           RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
         except OSError as e:
-            raise self._bad_parent(entry.linkname, e) from None
+            raise self._bad_parent("/".join(target[:-1]), e) from None
         try:
             self._create(parent, name, lambda: os.link(target[-1], name, src_dir_fd=src, dst_dir_fd=parent,
                                                        follow_symlinks=False))
         except FileNotFoundError:
-            raise PyrtError(f"hard link {entry.name!r}: its target {entry.linkname!r} does not exist") from None
+            raise Refused(f"the hard link target {entry.linkname!r} does not exist") from None
         finally:
             os.close(src)
 
@@ -256,7 +258,7 @@ class Applier:
 
     # ---------------------------------------------------------------- whiteouts
 
-    def _whiteout(self, parts: list[str], name: str) -> None:
+    def _whiteout(self, parts: list[str]) -> None:
         base = parts[-1]
         parent = self._parent(parts[:-1], create=False)
         if parent is None:
@@ -269,7 +271,7 @@ class Applier:
             return  # other AUFS metadata (.wh..wh.plnk, ...): not part of the tree
         victim = base[len(WHITEOUT):]
         if victim in ("", ".", ".."):
-            raise Refused(f"whiteout {name!r} names no file of its directory")
+            raise Refused("the whiteout names no file of its directory")
         path = f"{dir_path}/{victim}" if dir_path else victim
         if path not in self._mine and path not in self._ancestors:  # a layer's whiteouts hide only lower layers
             self._remove(parent, victim)
