@@ -162,3 +162,72 @@ def tree(root: Path, contents: bool = True) -> dict[str, tuple]:
         for name in names:
             out[name] += (tuple(sorted(names)),)
     return out
+
+
+class CniNetwork:
+    """A podman network of our own (podman 4 with CNI, as Debian ships it): its bridge, subnet and
+    IPAM state are ours, and so is removing what CNI leaves on the host afterwards: the bridge, its
+    cached results, and the iptables(-nft) chains and tables its portmap plugin created if they
+    were not there before (CNI removes each container's own rules, not these)."""
+
+    RESULTS = Path("/var/lib/cni/results")
+
+    def __init__(self, podman_base: Path, name: str, bridge: str, subnet: str) -> None:
+        self.name, self.bridge, self.subnet = name, bridge, subnet
+        self.tables_before = nft_tables()
+        self.chains_before = {cmd: _chains(cmd) for cmd in ("iptables", "ip6tables")}
+        gateway = subnet.rsplit(".", 1)[0] + ".1"
+        conf = {"cniVersion": "0.4.0", "name": name, "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": True, "hairpinMode": True,
+             "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(podman_base / "cni-ipam"),
+                      "ranges": [[{"subnet": subnet, "gateway": gateway}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}
+        (podman_base / "networks" / f"{name}.conflist").write_text(json.dumps(conf))
+
+    def close(self) -> list[str]:
+        """Remove what the network left; return what could not be removed."""
+        if Path(f"/sys/class/net/{self.bridge}").exists():
+            _run("ip", "link", "del", self.bridge)
+        for cached in self.RESULTS.glob(f"{self.name}-*") if self.RESULTS.is_dir() else ():
+            cached.unlink()
+        for cmd, before in self.chains_before.items():
+            new = {c for c in _chains(cmd) - before if c.startswith("CNI-")}
+            if "CNI-HOSTPORT-DNAT" in new and _rules(cmd, "CNI-HOSTPORT-DNAT"):
+                continue  # ports still forwarded (another engine's container): not ours to remove
+            for rule in _rules(cmd):
+                if rule[-2:-1] == ["-j"] and rule[-1] in new:
+                    _run(cmd, "-t", "nat", "-D", *rule[1:])
+            for chain in new:
+                _run(cmd, "-t", "nat", "-F", chain)
+                _run(cmd, "-t", "nat", "-X", chain)
+        for table in sorted(nft_tables() - self.tables_before):
+            if table in ("ip nat", "ip6 nat") and not _rules("iptables" if table == "ip nat" else "ip6tables"):
+                _run("nft", "delete", "table", *table.split())
+        left = [f"link left: {self.bridge}"] if Path(f"/sys/class/net/{self.bridge}").exists() else []
+        if self.subnet.rsplit(".", 1)[0] + "." in _run("nft", "list", "ruleset"):
+            left.append(f"nft rules for {self.subnet} left")
+        return left
+
+
+def _run(*cmd: str) -> str:
+    import subprocess
+
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+
+def _chains(cmd: str) -> set[str]:
+    """The user chains of the nat table, as iptables-nft lists them."""
+    return {line.split()[1] for line in _run(cmd, "-t", "nat", "-S").splitlines() if line.startswith("-N")}
+
+
+def _rules(cmd: str, chain: str = "") -> list[list[str]]:
+    """The rules of the nat table (or of one chain), each as the words of `-A CHAIN ...`."""
+    import shlex
+
+    lines = _run(cmd, "-t", "nat", "-S", *([chain] if chain else [])).splitlines()
+    return [shlex.split(line) for line in lines if line.startswith("-A")]
+
+
+def nft_tables() -> set[str]:
+    out = _run("nft", "list", "tables")
+    return {line.removeprefix("table ").strip() for line in out.splitlines() if line.startswith("table ")}
