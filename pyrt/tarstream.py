@@ -195,6 +195,7 @@ class TarReader:
     def _next(self) -> Entry | None:
         pax = dict(self._globals)
         long_name = long_link = None
+        meta_total = 0  # all the extended headers of one member together stay within MAX_META
         while True:
             block = self._header()
             if block is None:
@@ -206,14 +207,17 @@ class TarReader:
             flag = block[156:157]
             size = number(block[124:136], "size")
             if flag in (b"x", b"g", b"L", b"K"):
-                if size > MAX_META:
-                    raise TarError(f"tar header: an extended header of {size} bytes (the limit is {MAX_META})")
+                meta_total += size
+                if meta_total > MAX_META:
+                    raise TarError(f"tar header: extended headers of {meta_total} bytes (the limit is {MAX_META})")
                 meta = self._take(size)
                 self._skip(-size % BLOCK)
                 if flag == b"x":
                     pax.update(parse_pax(meta))
                 elif flag == b"g":
                     self._globals.update(parse_pax(meta))
+                    if sum(len(k) + len(v) for k, v in self._globals.items()) > MAX_META:
+                        raise TarError(f"tar header: global extended headers over {MAX_META} bytes")
                     pax.update(self._globals)
                 elif flag == b"L":
                     long_name = meta.split(b"\0", 1)[0]

@@ -98,7 +98,16 @@ def raw_layer(*blocks: bytes) -> list[tuple[bytes, str]]:
 
 def test_huge_pax_header_is_refused_without_reading_it(tmp_path, outside):
     # claims 2 GiB of pax records: refused from the header alone (memory stays bounded)
-    refused(tmp_path, outside, raw_layer(header("pax", size=2 << 30, flag=b"x")), "extended header of 2147483648 bytes")
+    refused(tmp_path, outside, raw_layer(header("pax", size=2 << 30, flag=b"x")),
+            "extended headers of 2147483648 bytes")
+
+
+def test_many_pax_headers_are_refused(tmp_path, outside):
+    # 64 KiB records, again and again before one member: bounded in total, not per header
+    records = b"".join(b"%d SCHILY.xattr.user.k%03d=%s\n" % (65536, i, b"v" * (65536 - 30)) for i in range(8))
+    blocks = [header("pax", size=len(records), flag=b"x"), records.ljust(-(-len(records) // 512) * 512, b"\0")]
+    refused(tmp_path, outside, raw_layer(*(blocks * 4), header("f")),
+            "extended headers of 1572864 bytes (the limit is 1048576)")
 
 
 def test_huge_gnu_long_name_is_refused(tmp_path, outside):
