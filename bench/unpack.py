@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -82,12 +83,15 @@ def make_layout(root: Path, total: int) -> int:
     return raw
 
 
-def timed(cmd: list[str], bundle: Path) -> float:
+def timed(cmd: list[str], bundle: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run; the bundle is removed afterwards."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     shutil.rmtree(bundle)
-    return elapsed
+    return elapsed, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def main() -> None:
@@ -104,16 +108,17 @@ def main() -> None:
         packed = sum(p.stat().st_size for p in (work / "image" / "blobs" / "sha256").iterdir())
         print(f"image: {raw / 1e6:.0f} MB of layers ({packed / 1e6:.0f} MB gzip), "
               f"{args.rounds} rounds, medians")
-        times: dict[str, list[float]] = {"umoci": [], "pyrt": []}
+        times: dict[str, list[tuple[float, float]]] = {"umoci": [], "pyrt": []}
         for _ in range(args.rounds):
             b = work / "umoci-bundle"
             times["umoci"].append(timed(["umoci", "unpack", "--image", f"{work / 'image'}:bench", str(b)], b))
             b = work / "pyrt-bundle"
             times["pyrt"].append(timed([args.pyrt, "unpack", str(work / "image"), str(b)], b))
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"umoci unpack  {med['umoci']:.2f} s")
-        print(f"pyrt unpack   {med['pyrt']:.2f} s")
-        print(f"pyrt/umoci    {med['pyrt'] / med['umoci']:.2f}")
+        print(f"{'':14}{'wall':>8}{'CPU':>8}")
+        med = {k: [statistics.median(t[i] for t in v) for i in (0, 1)] for k, v in times.items()}
+        for name in ("umoci", "pyrt"):
+            print(f"{name + ' unpack':14}{med[name][0]:7.2f}s{med[name][1]:7.2f}s")
+        print(f"{'pyrt/umoci':14}{med['pyrt'][0] / med['umoci'][0]:8.2f}{med['pyrt'][1] / med['umoci'][1]:8.2f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ opaque (what lies below is hidden). The archive is hostile until proven otherwis
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import shutil
 import stat
@@ -27,6 +28,7 @@ from pyrt.errors import PyrtError
 
 RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, RESOLVE_BENEATH, RESOLVE_IN_ROOT = 0x02, 0x04, 0x08, 0x10
 _SYS_OPENAT2 = 437
+_NO_SYMLINKS = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS  # for every parent directory of an entry
 WHITEOUT, OPAQUE = ".wh.", ".wh..wh..opq"
 _DEVICE_TYPES = {tarstream.CHAR: stat.S_IFCHR, tarstream.BLOCKDEV: stat.S_IFBLK, tarstream.FIFO: stat.S_IFIFO}
 # SELinux labels belong to the host's policy; overlayfs keeps its own bookkeeping in these
@@ -105,14 +107,21 @@ class Applier:
         if self._cached is not None and self._cached[0] == key:
             return self._cached[1]
         self._forget()
-        flags = os.O_PATH | os.O_DIRECTORY
-        resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
         try:
-            fd = openat2(self.root_fd, key or ".", flags, resolve)
+            fd = openat2(self.root_fd, key or ".", os.O_PATH | os.O_DIRECTORY, _NO_SYMLINKS)
         except FileNotFoundError:
             if not create:
                 return None
-            fd = os.dup(self.root_fd)
+            fd = self._make_dirs(parts)
+        except OSError as e:
+            raise _bad_parent(key, e) from None
+        self._cached = (key, fd)
+        return fd
+
+    def _make_dirs(self, parts: list[str]) -> int:
+        """Create the missing directories of `parts` one by one, each below a verified fd."""
+        fd = os.dup(self.root_fd)
+        try:
             for i, part in enumerate(parts):
                 try:
                     os.mkdir(part, 0o755, dir_fd=fd)
@@ -120,24 +129,15 @@ class Applier:
                 except FileExistsError:
                     pass
                 try:
-                    nfd = openat2(fd, part, flags, resolve)
+                    sub = openat2(fd, part, os.O_PATH | os.O_DIRECTORY, _NO_SYMLINKS)
                 except OSError as e:
-                    os.close(fd)
-                    raise self._bad_parent(key, e) from None
+                    raise _bad_parent("/".join(parts[:i + 1]), e) from None
                 os.close(fd)
-                fd = nfd
-        except OSError as e:
-            raise self._bad_parent(key, e) from None
-        self._cached = (key, fd)
+                fd = sub
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
-
-    @staticmethod
-    def _bad_parent(key: str, e: OSError) -> Exception:
-        if e.errno == 40:  # ELOOP: RESOLVE_NO_SYMLINKS met a symlink
-            return Refused(f"{key!r} is a symlink (or goes through one): refused")
-        if e.errno == 20:  # ENOTDIR
-            return Refused(f"{key!r} is not a directory")
-        return PyrtError(f"{key!r}: {os.strerror(e.errno).lower()}")
 
     def _remove(self, parent: int, name: str) -> None:
         try:
@@ -225,12 +225,10 @@ class Applier:
         if not target:
             raise Refused("a hard link to the root")
         # the target's parent by the same rules (never through a symlink), in an fd of its own
-        flags = os.O_PATH | os.O_DIRECTORY
         try:
-            src = openat2(self.root_fd, "/".join(target[:-1]) or ".", flags,
-                          RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS)
+            src = openat2(self.root_fd, "/".join(target[:-1]) or ".", os.O_PATH | os.O_DIRECTORY, _NO_SYMLINKS)
         except OSError as e:
-            raise self._bad_parent("/".join(target[:-1]), e) from None
+            raise _bad_parent("/".join(target[:-1]), e) from None
         try:
             self._create(parent, name, lambda: os.link(target[-1], name, src_dir_fd=src, dst_dir_fd=parent,
                                                        follow_symlinks=False))
@@ -286,7 +284,7 @@ class Applier:
                 path = f"{dir_path}/{child}" if dir_path else child
                 if path in self._mine or path in self._ancestors:
                     if is_dir:
-                        sub = openat2(fd, child, os.O_PATH | os.O_DIRECTORY, RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+                        sub = openat2(fd, child, os.O_PATH | os.O_DIRECTORY, _NO_SYMLINKS)
                         try:
                             self._clear(sub, path)
                         finally:
@@ -295,6 +293,14 @@ class Applier:
                     self._remove(fd, child)
         finally:
             os.close(fd)
+
+
+def _bad_parent(path: str, e: OSError) -> Exception:
+    if e.errno == errno.ELOOP:  # RESOLVE_NO_SYMLINKS met a symlink
+        return Refused(f"{path!r} is a symlink (or goes through one): refused")
+    if e.errno == errno.ENOTDIR:
+        return Refused(f"{path!r} is not a directory")
+    return PyrtError(f"{path!r}: {os.strerror(e.errno).lower()}")
 
 
 def _xattrs(entry: tarstream.Entry) -> list[tuple[str, bytes]]:

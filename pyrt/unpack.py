@@ -47,8 +47,12 @@ class Progress:
             sys.stderr.flush()
 
 
+class Interrupted(PyrtError):
+    """SIGTERM or SIGHUP: unwinds like an error (the temporary bundle is removed), status 128+N."""
+
+
 def _interrupted(signum: int, frame) -> None:
-    raise PyrtError(f"unpack interrupted by signal {signum}", 128 + signum)
+    raise Interrupted(f"unpack interrupted by signal {signum}", 128 + signum)
 
 
 def main(g, opts: dict, args: list[str]) -> int:
@@ -68,8 +72,13 @@ def main(g, opts: dict, args: list[str]) -> int:
         os.mkdir(tmp, 0o700)
         try:
             _build(source, img, tmp, sys.stderr.isatty())
-            os.rename(tmp, target)  # atomic; replaces an empty directory, fails on anything else
+            try:
+                os.rename(tmp, target)  # atomic; replaces an empty directory, fails on anything else
+            except OSError as e:
+                raise PyrtError(f"{target}: {os.strerror(e.errno).lower()}") from None
         except BaseException:
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                signal.signal(sig, signal.SIG_IGN)  # a second signal must not interrupt the cleanup
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
@@ -93,6 +102,8 @@ def _build(source: image.Source, img: image.Image, bundle: str, tty: bool) -> No
                 applier.apply(reader)
                 reader.drain()
                 stream.verify()
+            except Interrupted:
+                raise
             except PyrtError as e:
                 raise PyrtError(f"layer {i} ({layer.label}): {e}") from None
             finally:

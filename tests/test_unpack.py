@@ -294,3 +294,21 @@ def test_publish_all_without_exposed_ports_is_refused(tmp_path):
                        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert r.returncode == 1 and "-P: config.json exposes no ports" in r.stderr, r.stderr
 
+
+
+def test_sigterm_leaves_no_partial_bundle(tmp_path):
+    # many files, so that the signal lands while layers are being written
+    layer = Layer()
+    for i in range(20000):
+        layer.file(f"d{i % 50}/f{i}", b"x" * 100)
+    layout = write_layout(tmp_path / "image", [(layer.bytes(), "gzip")] * 3)
+    proc = subprocess.Popen([BINARY, "unpack", str(layout), str(tmp_path / "bundle")], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".bundle.unpack-*/rootfs/d*")) and proc.poll() is None:
+        assert time.monotonic() < deadline, "unpack did not start writing"
+        time.sleep(0.005)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "unpack interrupted by signal 15" in err, (proc.returncode, err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image"]
