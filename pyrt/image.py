@@ -62,8 +62,6 @@ class Slice:
 class Source:
     """Where an image's files live: `open(name)` gives a Slice of the file `name` (relative)."""
 
-    kind = ""
-
     def __init__(self, path: str, fd: int) -> None:
         self.path, self.fd = path, fd
 
@@ -79,8 +77,6 @@ class Source:
 
 class LayoutDir(Source):
     """An OCI image layout directory (`oci-layout`, `index.json`, `blobs/ALG/HEX`)."""
-
-    kind = "oci-layout"
 
     def __init__(self, path: str, fd: int) -> None:
         super().__init__(path, fd)
@@ -124,7 +120,6 @@ class Archive(Source):
                 raise PyrtError(f"{path}: more than {MAX_MEMBERS} files: not an image archive")
             name = posixpath.normpath(entry.name.lstrip("/"))
             self.members[name] = (entry.kind, reader.offset, entry.size, entry.linkname)
-        self.kind = "oci-archive" if "index.json" in self.members else "docker-archive"
 
     def _resolve(self, name: str) -> tuple[str, int, int, str] | None:
         for _ in range(8):  # docker-archive: `ID/layer.tar -> ../DIGEST.tar`
@@ -183,8 +178,8 @@ def open_source(path: str) -> Source:
 class Layer:
     """One layer to apply: where its blob is, what it must hash to, how it is compressed."""
 
-    def __init__(self, member: str, media_type: str, digest: str | None, size: int | None, diff_id: str) -> None:
-        self.member, self.media_type, self.digest, self.size, self.diff_id = member, media_type, digest, size, diff_id
+    def __init__(self, member: str, digest: str | None, size: int | None, diff_id: str) -> None:
+        self.member, self.digest, self.size, self.diff_id = member, digest, size, diff_id
 
     @property
     def label(self) -> str:
@@ -192,8 +187,8 @@ class Layer:
 
 
 class Image:
-    def __init__(self, name: str, config: dict, layers: list[Layer]) -> None:
-        self.name, self.config, self.layers = name, config, layers
+    def __init__(self, config: dict, layers: list[Layer]) -> None:
+        self.config, self.layers = config, layers
 
 
 def read_json(source: Source, member: str, digest: str | None, size: int | None, what: str) -> object:
@@ -234,18 +229,17 @@ def name_forms(name: str) -> set[str]:
 
 def _choose(candidates: list[tuple[list[str], object]], ref: str | None, where: str) -> object:
     """The one candidate `ref` names (or the only one when no ref is given)."""
+    shown = ", ".join(sorted({n for names, _ in candidates for n in names if not n.startswith(tuple(_HEX_LEN))}))
+    if not candidates:
+        raise PyrtError(f"{where}: no image inside")
     if ref is None:
-        if len(candidates) == 1:
-            return candidates[0][1]
-        names = sorted({n for names, _ in candidates for n in names}) or ["(unnamed)"]
-        if not candidates:
-            raise PyrtError(f"{where}: no image inside")
-        raise PyrtError(f"{where}: {len(candidates)} images inside ({', '.join(names)}): choose one with --ref")
+        if len(candidates) > 1:
+            raise PyrtError(f"{where}: {len(candidates)} images inside ({shown or 'unnamed'}): choose one with --ref")
+        return candidates[0][1]
     found = [c for names, c in candidates if any(ref in name_forms(n) for n in names)]
     if len(found) != 1:
-        names = sorted({n for names, _ in candidates for n in names})
         raise PyrtError(f"{where}: {'no' if not found else 'more than one'} image named {ref!r} "
-                        f"(images: {', '.join(names) or 'unnamed'})")
+                        f"(images: {shown or 'unnamed'})")
     return found[0]
 
 
@@ -271,7 +265,6 @@ def _select_oci(source: Source, ref: str | None) -> Image:
         digest = _field(desc, "digest", str, where)
         candidates.append((names + [digest], desc))
     desc = _choose(candidates, ref, source.path)
-    names = [n for n, d in candidates if d is desc][0]
     for _ in range(4):  # an index may point to an index (one manifest per platform)
         digest = _field(desc, "digest", str, "descriptor")
         doc = read_json(source, _blob_member(digest, "descriptor"), digest, _field(desc, "size", int, "descriptor"),
@@ -301,8 +294,8 @@ def _select_oci(source: Source, ref: str | None) -> Image:
                                                           "application/vnd.docker.image.rootfs.")):
             raise PyrtError(f"{where}: media type {media!r} is not a layer pyrt can apply")
         ldigest = _field(ldesc, "digest", str, where)
-        layers.append(Layer(_blob_member(ldigest, where), media, ldigest, _field(ldesc, "size", int, where), diff_id))
-    return Image(names[0], config, layers)
+        layers.append(Layer(_blob_member(ldigest, where), ldigest, _field(ldesc, "size", int, where), diff_id))
+    return Image(config, layers)
 
 
 def _platform(manifests: list, where: str) -> dict:
@@ -343,10 +336,7 @@ def _select_docker(source: Source, ref: str | None) -> Image:
         raise PyrtError(f"manifest.json: {len(paths)} layers, but the config lists {len(diff_ids)} diff_ids")
     if not all(isinstance(p, str) for p in paths):
         raise PyrtError("manifest.json: Layers must be file names")
-    layers = [Layer(p, "application/vnd.docker.image.rootfs.diff.tar", None, None, d)
-              for p, d in zip(paths, diff_ids, strict=True)]
-    tags = [t for t in (chosen.get("RepoTags") or []) if isinstance(t, str)]
-    return Image(tags[0] if tags else stem, config, layers)
+    return Image(config, [Layer(p, None, None, d) for p, d in zip(paths, diff_ids, strict=True)])
 
 
 # ----------------------------------------------------------------------------- layer streams
