@@ -6,7 +6,7 @@ opaque (what lies below is hidden). The archive is hostile until proven otherwis
 
 - every path is relative and free of `..` (else refused), and its parent directory is opened with
   openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): a symlink an earlier entry or layer planted is
-  never followed, it is refused (CVE-2018-15664-style tricks end here);
+  never followed, it is refused (the symlink-then-write attack image unpackers keep being fixed for);
 - every entry is created with O_EXCL/mkdirat/symlinkat/mknodat/linkat relative to that parent fd:
   an existing name (a symlink, a FIFO, a device node) is unlinked first, never opened or written
   through; hard link targets are resolved the same way, so they can only name files of the root;
