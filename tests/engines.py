@@ -541,99 +541,119 @@ class Containerd:
 
 
 class CniNetwork:
-    """The pod network of a private containerd: a CNI bridge + host-local + portmap chain
-    (Debian's containernetworking-plugins) with a bridge of its own name on a free subnet, the
-    addresses under our dir. What the plugins leave by design (the bridge, portmap's chains, the
-    libcni cache dir, ip_forward turned on by the bridge's gateway) is undone by `close`."""
+    """A CNI network of a test's own (Debian's containernetworking-plugins: bridge + host-local +
+    portmap), for podman (a conflist in its network dir) or containerd's CRI (in its conf_dir):
+    its bridge, subnet and addresses are ours, and so is removing what CNI leaves on the host by
+    design: the bridge, libcni's cached results, portmap's CNI-HOSTPORT-* chains and the nat
+    tables iptables-nft made for them if they were not there before, and ip_forward, which the
+    bridge turns on as the pods' gateway. What another user of CNI has there is left alone."""
 
-    BIN_DIR = "/usr/lib/cni"
-    CACHE = Path("/var/lib/cni")  # libcni's cache, hard-coded in containerd 1.6
+    CACHE = Path("/var/lib/cni")  # libcni's cache (results/), hard-coded in podman 4 and containerd 1.6
+    PORTMAP = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
 
-    def __init__(self, base: Path) -> None:
-        self.name = "pyrt-test-" + uuid.uuid4().hex[:8]
-        self.bridge = "crib" + self.name[-8:]  # nothing else on a host is named like this
-        self.subnet = self._free_subnet()
+    def __init__(self, conflist: Path, ipam_dir: Path, name: str, bridge: str, subnet: str,
+                 masquerade: bool = False) -> None:
+        self.name, self.bridge, self.subnet = name, bridge, subnet
         self.ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
-        self.nat_before = self._nat()
         self.cache_existed = self.CACHE.exists()
-        conf_dir = base / "cni"
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        conflist = {"cniVersion": "1.0.0", "name": self.name, "plugins": [
-            {"type": "bridge", "bridge": self.bridge, "isGateway": True, "ipMasq": False, "hairpinMode": True,
-             "ipam": {"type": "host-local", "ranges": [[{"subnet": self.subnet}]], "routes": [{"dst": "0.0.0.0/0"}],
-                      "dataDir": str(base / "cni-ipam")}},
-            {"type": "portmap", "capabilities": {"portMappings": True}, "snat": True},
-        ]}
-        (conf_dir / "10-pyrt-test.conflist").write_text(json.dumps(conflist, indent=1))
+        self.tables_before = self._nft_tables()
+        self.chains_before = {cmd: self._chains(cmd) for cmd in ("iptables", "ip6tables")}
+        gateway = subnet.rsplit(".", 1)[0] + ".1"
+        conf = {"cniVersion": "0.4.0", "name": name, "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": masquerade, "hairpinMode": True,
+             "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(ipam_dir),
+                      "ranges": [[{"subnet": subnet, "gateway": gateway}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}
+        conflist.parent.mkdir(parents=True, exist_ok=True)
+        conflist.write_text(json.dumps(conf, indent=1))
 
     @staticmethod
-    def _free_subnet() -> str:
-        """A /24 in 10.213/16 that no host route covers."""
+    def free_subnet(prefix: str = "10.213") -> str:
+        """A /24 in PREFIX.0.0/16 that no route of the host covers."""
         import ipaddress
 
-        routes = json.loads(subprocess.run(["ip", "-j", "route", "show", "table", "all"], capture_output=True,
-                                           text=True, check=True).stdout)
+        routes = json.loads(_out("ip", "-j", "route", "show", "table", "all") or "[]")
         taken = [ipaddress.ip_network(r["dst"], strict=False) for r in routes
-                 if r.get("dst", "default") not in ("default",) and ":" not in r["dst"]]
+                 if r.get("dst", "default") != "default" and ":" not in r["dst"]]
         for i in range(256):
-            net = ipaddress.ip_network(f"10.213.{i}.0/24")
+            net = ipaddress.ip_network(f"{prefix}.{i}.0/24")
             if not any(net.overlaps(t) for t in taken):
                 return str(net)
-        raise AssertionError("no free subnet in 10.213.0.0/16")
+        raise AssertionError(f"no free /24 in {prefix}.0.0/16")
 
     @staticmethod
-    def _nat() -> list[str]:
-        out = subprocess.run(["iptables", "-w", "-t", "nat", "-S"], capture_output=True, text=True, check=True).stdout
-        return out.splitlines()
+    def _nft_tables() -> set[str]:
+        out = _out("nft", "list", "tables")
+        return {line.removeprefix("table ").strip() for line in out.splitlines() if line.startswith("table ")}
 
     @staticmethod
-    def _iptables(*args: str) -> None:
-        subprocess.run(["iptables", "-w", "-t", "nat", *args], capture_output=True)
+    def _chains(cmd: str) -> set[str]:
+        """The user chains of the nat table, as iptables-nft lists them."""
+        return {line.split()[1] for line in _out(cmd, "-w", "-t", "nat", "-S").splitlines() if line.startswith("-N")}
+
+    @staticmethod
+    def _rules(cmd: str, chain: str = "") -> list[list[str]]:
+        """The rules of the nat table (or of one chain), each as the words of `-A CHAIN ...`."""
+        import shlex
+
+        lines = _out(cmd, "-w", "-t", "nat", "-S", *([chain] if chain else [])).splitlines()
+        return [shlex.split(line) for line in lines if line.startswith("-A")]
+
+    def _our_chains(self, cmd: str) -> set[str]:
+        """Chains the plugins made for our pods (portmap's CNI-DN-*, the bridge's masquerade
+        CNI-*): the rules that jump to them name our network in a comment."""
+        return {rule[-1] for rule in self._rules(cmd) if rule[-2] == "-j" and rule[-1].startswith("CNI-")
+                and any(self.name in word for word in rule)} - set(self.PORTMAP)
+
+    def _drop(self, cmd: str, chains: set[str]) -> None:
+        """Remove nat chains and the rules that jump to them."""
+        for rule in self._rules(cmd):
+            if rule[-2] == "-j" and rule[-1] in chains:
+                _out(cmd, "-w", "-t", "nat", "-D", *rule[1:])
+        for chain in chains:
+            _out(cmd, "-w", "-t", "nat", "-F", chain)
+            _out(cmd, "-w", "-t", "nat", "-X", chain)
 
     def veths(self) -> list[str]:
         """The links still attached to our bridge (pods' veths)."""
-        out = subprocess.run(["ip", "-j", "link", "show", "master", self.bridge], capture_output=True, text=True)
-        return [link["ifname"] for link in json.loads(out.stdout or "[]")] if out.returncode == 0 else []
-
-    def _pod_chains(self) -> list[str]:
-        """portmap's per-pod chains (CNI-DN-*) of our network: its jumps name the network."""
-        return [r.split()[-1] for r in self._nat() if r.startswith("-A CNI-HOSTPORT-DNAT ") and self.name in r]
+        out = _out("ip", "-j", "link", "show", "master", self.bridge)
+        return [link["ifname"] for link in json.loads(out or "[]")]
 
     def leaks(self) -> list[str]:
-        """What removed pods left: veths on our bridge, portmap chains of our network."""
-        return [f"veth left: {v}" for v in self.veths()] + [f"iptables chain left: {c}" for c in self._pod_chains()]
+        """What removed pods left: veths on our bridge, iptables chains of our network."""
+        return [f"veth left: {v}" for v in self.veths()] + \
+            [f"iptables chain left: {c}" for cmd in self.chains_before for c in sorted(self._our_chains(cmd))]
 
     def close(self) -> list[str]:
-        """Remove the bridge, our pods' portmap chains and, if we brought them and no one else
-        uses them, portmap's CNI-HOSTPORT-* chains and their jumps; restore ip_forward; drop
-        libcni's cache dir if it is ours. Returns what could not be undone."""
-        import shlex
-
-        subprocess.run(["ip", "link", "delete", self.bridge], capture_output=True)
-        for chain in self._pod_chains():
-            for rule in self._nat():
-                if rule.startswith("-A CNI-HOSTPORT-DNAT ") and rule.endswith(f" {chain}"):
-                    self._iptables("-D", *shlex.split(rule)[1:])
-            self._iptables("-F", chain)
-            self._iptables("-X", chain)
-        portmap = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
-        ours = [c for c in portmap if f"-N {c}" not in self.nat_before]
-        if "CNI-HOSTPORT-DNAT" in ours and not any(r.startswith("-A CNI-HOSTPORT-DNAT ") for r in self._nat()):
-            for rule in self._nat():
-                if rule.startswith("-A ") and rule.split()[-1] in ours and rule not in self.nat_before:
-                    self._iptables("-D", *shlex.split(rule)[1:])
-            for chain in ours:
-                self._iptables("-F", chain)
-                self._iptables("-X", chain)
+        """Undo what the network left on the host; return what could not be undone."""
+        _out("ip", "link", "delete", self.bridge)
+        for cmd, before in self.chains_before.items():
+            self._drop(cmd, self._our_chains(cmd))
+            portmap = (self._chains(cmd) - before) & set(self.PORTMAP)
+            if portmap and not self._rules(cmd, "CNI-HOSTPORT-DNAT"):  # new, and no one forwards ports now
+                self._drop(cmd, portmap)
+        for table in sorted(self._nft_tables() - self.tables_before):
+            if table in ("ip nat", "ip6 nat") and not self._rules("iptables" if table == "ip nat" else "ip6tables"):
+                _out("nft", "delete", "table", *table.split())
         Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward)
-        if not self.cache_existed:
-            shutil.rmtree(self.CACHE, ignore_errors=True)
+        results = self.CACHE / "results"
+        for cached in results.glob(f"{self.name}-*") if results.is_dir() else ():
+            cached.unlink()
+        if not self.cache_existed:  # libcni's dirs, if we brought them and they are empty now
+            for d in (results, self.CACHE):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
         left = self.leaks()
-        left += [f"iptables rule left: {r}" for r in self._nat() if r not in self.nat_before
-                 and any(c in r for c in portmap) and not r.startswith("-A CNI-HOSTPORT-DNAT ")]
-        if subprocess.run(["ip", "link", "show", self.bridge], capture_output=True).returncode == 0:
+        if Path(f"/sys/class/net/{self.bridge}").exists():
             left.append(f"bridge left: {self.bridge}")
+        if self.subnet.rsplit(".", 1)[0] + "." in _out("nft", "list", "ruleset"):
+            left.append(f"nft rules for {self.subnet} left")
         return left
+
+
+def _out(*cmd: str) -> str:
+    """stdout of a host tool ('' if it failed: the callers check the state it leaves)."""
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
 
 
 class CriContainerd(Containerd):
@@ -650,8 +670,10 @@ class CriContainerd(Containerd):
     def __init__(self, base: Path) -> None:
         base.mkdir(parents=True, exist_ok=True)
         self.crictl = shared_tool("crictl-1.26")
-        self.network = CniNetwork(base)
         self.binaries = {"runc": shutil.which("runc", path=BASE_PATH) or "runc", "pyrt": RUNTIME}
+        name = "pyrt-test-" + uuid.uuid4().hex[:8]  # the bridge: a name nothing else on a host has
+        self.network = CniNetwork(base / "cni" / "10-pyrt-test.conflist", base / "cni-ipam", name,
+                                  "crib" + name[-8:], CniNetwork.free_subnet())
         try:
             super().__init__(base, PAUSE_IMAGE=self.PAUSE, RUNTIME=RUNTIME, RUNC=self.binaries["runc"])
         except BaseException:
