@@ -18,7 +18,7 @@ from pathlib import Path
 import engines
 import pytest
 from conftest import BINARY
-from images import CniNetwork, tree
+from images import tree
 
 pytestmark = pytest.mark.pyrt_only
 
@@ -32,7 +32,8 @@ NETWORK = "pyrt-image-test"
 def podman(tmp_path_factory):
     base = tmp_path_factory.mktemp("podman")
     p = engines.Podman(base)
-    net = CniNetwork(base, NETWORK, "pyrt-imgtest0", "10.89.63.0/24")
+    net = engines.CniNetwork(base / "networks" / f"{NETWORK}.conflist", base / "cni-ipam", NETWORK, "pyrt-imgtest0",
+                             "10.89.63.0/24", masquerade=True)
     try:
         p.ok("build", "-t", HELLO, "-f", str(REPO / "bundles/hello-world/Containerfile"),
              str(REPO / "bundles/hello-world"), timeout=300)
