@@ -213,7 +213,6 @@ def test_failing_poststart_and_poststop_are_only_logged(rt, bundle, tmp_path):
     assert rt("state", cid).returncode == 1
 
 
-@pytest.mark.pyrt_only
 def test_hooks_follow_the_container_not_the_bundle(rt, bundle, tmp_path):
     out = tmp_path / "out"
     out.mkdir()

@@ -1,0 +1,217 @@
+"""Differential rows, runtime-spec `root`, `mounts`, `hostname`/`domainname` and `hooks`: each
+field (each mount type and option) run by pyrt and by runc 1.5, compared on the container's
+normalized /proc/self/mountinfo and what the process sees (tests/differential.py). A row marked
+xfail is a difference pyrt has today (docs/runc-differences.md); the fix removes the mark."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from differential import Scenario, compare, edit, row, with_env
+
+pytestmark = pytest.mark.differential
+
+
+def mount(dest: str, kind: str, source: str, *options: str, **more):
+    """A scenario edit that appends one mount; a source starting with `@` names a directory
+    made in the bundle (a host volume); EXTRA shows the mount point."""
+    def fn(config: dict, bundle: Path) -> None:
+        src = source
+        if source.startswith("@"):
+            src = str(bundle / source[1:])
+            os.makedirs(src, exist_ok=True)
+            Path(src, "file").write_text("data\n")
+        config["mounts"].append({"destination": dest, "type": kind, "source": src, "options": list(options), **more})
+        with_env(config, EXTRA=f"stat -c '%a %u:%g %F' {dest}; ls {dest} | grep -v '^[0-9]' | head -5")
+    return fn
+
+
+def mounts_of(*entries: tuple):
+    """Several mounts: (dest, type, source, *options) each."""
+    def fn(config: dict, bundle: Path) -> None:
+        for dest, kind, source, *options in entries:
+            mount(dest, kind, source, *options)(config, bundle)
+    return fn
+
+
+def bind(dest: str, *options: str):
+    return Scenario(f"bind {dest} {' '.join(options)}", mount(dest, "bind", "@vol", "bind", *options))
+
+
+def tmpfs(dest: str, *options: str, name: str | None = None, rootfs=None):
+    return Scenario(name or f"tmpfs {dest} {' '.join(options)}", mount(dest, "tmpfs", "tmpfs", *options), rootfs=rootfs)
+
+
+def mkdir(path: str, mode: int):
+    def fn(rootfs: Path) -> None:
+        (rootfs / path.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (rootfs / path.lstrip("/")).chmod(mode)
+    return fn
+
+
+def symlink(link: str, target: str, *dirs: str):
+    def fn(rootfs: Path) -> None:
+        for d in dirs:
+            (rootfs / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        (rootfs / link.lstrip("/")).symlink_to(target)
+    return fn
+
+
+def hook_writer(kind: str, path: str = "/bin/sh"):
+    """A hook of `kind` that writes what it sees (its cwd, the state on stdin, its environment,
+    its namespaces as host/new) to hooks/KIND in the bundle (host side) or /tmp/KIND."""
+    def fn(config: dict, bundle: Path) -> None:
+        out = bundle / "hooks"
+        out.mkdir(exist_ok=True)
+        target = f"/tmp/{kind}" if kind == "startContainer" else str(out / kind)
+        # in the container (startContainer): its mount namespace is the process's or another
+        mnt = ('$([ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ] && echo process || echo other)'
+               if kind == "startContainer" else "$(readlink /proc/self/ns/mnt)")
+        script = (f"{{ echo cwd=$(pwd); echo env=$(env | grep -v '^PWD=\\|^SHLVL=' | sort | tr '\\n' ' ');"
+                  f" echo mnt={mnt}; echo root=$(ls / | tr '\\n' ' ');"
+                  f" echo state=$(sed 's/\"id\":\"[^\"]*\"/\"id\":\"ID\"/; s/\"ociVersion\":\"[^\"]*\"/\"ociVersion\":\"V\"/'); }}"
+                  f" > {target} 2>&1")
+        config.setdefault("hooks", {}).setdefault(kind, []).append(
+            {"path": path, "args": ["sh", "-c", script], "env": ["HOOKVAR=1"]})
+        if kind == "startContainer":
+            with_env(config, EXTRA="cat /tmp/startContainer")
+    return fn
+
+
+def hook_report(bundle: Path) -> dict:
+    """The hooks' reports, normalized: namespaces as host/new, the state's fields as names."""
+    host_mnt = os.readlink("/proc/self/ns/mnt")
+    out = {}
+    for f in sorted((bundle / "hooks").glob("*")):
+        lines = []
+        for line in f.read_text().splitlines():
+            key, _, val = line.partition("=")
+            if key == "mnt":
+                val = "host" if val == host_mnt else "new"
+            elif key == "state":
+                try:
+                    state = json.loads(val)
+                    val = json.dumps({k: (v if k == "status" else type(v).__name__) for k, v in sorted(state.items())})
+                except ValueError:
+                    pass
+            lines.append(f"{key}={val}".replace(str(bundle), "<bundle>"))
+        out[f.name] = "\n".join(lines)
+    return {"hooks": json.dumps(out, indent=1, sort_keys=True)}
+
+
+def hook(kind: str, path: str = "/bin/sh"):
+    return Scenario(f"hook {kind} {path}", hook_writer(kind, path), deleted=hook_report)
+
+
+def failing_hook(kind: str):
+    def fn(config: dict) -> None:
+        config["hooks"] = {kind: [{"path": "/bin/sh", "args": ["sh", "-c", "echo hook-out; exit 3"]}]}
+    return Scenario(f"failing hook {kind}", edit(fn))
+
+
+def without_ns(kind: str):
+    def fn(config: dict) -> None:
+        config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != kind]
+    return fn
+
+
+ROWS = [
+    # root
+    row("root.readonly/true", Scenario("base"), "mounts"),
+    row("root.readonly/false", Scenario("root-rw", edit(lambda c: c["root"].update(readonly=False))), "mounts"),
+    row("root.path/absolute", Scenario("root-abs", lambda c, b: c["root"].update(path=str(b / "rootfs"))), "cwd"),
+    row("root.path/missing", Scenario("root-missing", edit(lambda c: c["root"].update(path="nosuch"))), "error"),
+    row("root.path/a-file", Scenario("root-file", edit(lambda c: c["root"].update(path="rootfs/bin/busybox"))),
+        "error"),
+    # mounts: each type
+    row("mounts/bind-directory", bind("/mnt/vol"), "extra", "mounts"),
+    row("mounts/bind-file", Scenario("bind-file", lambda c, b: (Path(b, "f").write_text("x\n"), c["mounts"].append(
+        {"destination": "/etc/hostfile", "type": "bind", "source": str(b / "f"), "options": ["bind"]}),
+        with_env(c, EXTRA="cat /etc/hostfile; stat -c %F /etc/hostfile")) and None), "extra", "mounts"),
+    row("mounts/rbind", Scenario("rbind", mount("/mnt/vol", "none", "@vol", "rbind")), "extra", "mounts"),
+    row("mounts/bind-without-type", Scenario("bind-no-type", mount("/mnt/vol", "", "@vol", "bind")), "extra", "mounts"),
+    row("mounts/tmpfs", tmpfs("/mnt/t"), "extra", "mounts"),
+    row("mounts/tmpfs-size-mode", tmpfs("/mnt/t", "size=1m", "mode=700", "uid=1", "gid=2"), "extra", "mounts"),
+    row("mounts/tmpfs-without-mode-takes-the-mount-point's", tmpfs("/mnt/t", rootfs=mkdir("/mnt/t", 0o711),
+                                                                   name="tmpfs-mode-of-dir"), "extra", "mounts"),
+    row("mounts/proc-second", Scenario("proc2", mount("/mnt/proc", "proc", "proc")), "extra", "mounts"),
+    row("mounts/sysfs-second", Scenario("sysfs2", mount("/mnt/sys", "sysfs", "sysfs", "ro")), "extra", "mounts"),
+    row("mounts/mqueue", Scenario("mqueue2", mount("/mnt/mq", "mqueue", "mqueue")), "extra", "mounts"),
+    row("mounts/devpts-options", Scenario("devpts-opts", edit(lambda c: c["mounts"][2].update(
+        options=["nosuid", "noexec", "newinstance", "ptmxmode=0600", "mode=0600"]))), "mounts"),
+    row("mounts/cgroup", Scenario("cgroup-mount", mount("/sys/fs/cgroup", "cgroup", "cgroup", "ro")), "extra", "mounts"),
+    row("mounts/overlay", Scenario("overlay", lambda c, b: ([os.makedirs(b / d) for d in ("lower", "upper", "work")],
+                                                            Path(b, "lower", "l").write_text("l"),
+                                                            mount("/mnt/o", "overlay", "overlay", f"lowerdir={b}/lower",
+                                                                  f"upperdir={b}/upper", f"workdir={b}/work")(c, b))
+                                   and None), "extra", "mounts"),
+    row("mounts/unknown-type", Scenario("nosuchfs", mount("/mnt/x", "nosuchfs", "x")), "error"),
+    # mounts: options on a bind mount
+    *(row(f"mounts/bind-{opt}", bind("/mnt/vol", opt), "extra", "mounts") for opt in
+      ("ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "strictatime", "relatime", "nosymfollow",
+       "rro", "rnosuid", "rnoexec", "rnodev", "rnoatime", "rprivate", "rshared", "rslave", "runbindable", "private",
+       "shared", "slave", "unbindable")),
+    row("mounts/bind-rw-clears-ro", Scenario("bind-ro-rw", mounts_of(("/mnt/a", "bind", "@vol", "bind", "ro"),
+                                                                     ("/mnt/a/sub", "bind", "@vol", "bind", "rw"))),
+        "extra", "mounts"),
+    row("mounts/bind-data-options-ignored", bind("/mnt/vol", "mode=755", "size=1k"), "stage", "extra",
+        differs="fs data options on a bind mount are refused; runc 1.5 passes them to mount(2), which ignores them"),
+    row("mounts/bind-unknown-option", bind("/mnt/vol", "bogus"), "stage", differs="an unknown option on a bind "
+        "mount is refused; runc 1.5 passes it as data (ignored by a bind)"),
+    row("mounts/tmpfs-options", tmpfs("/mnt/t", "ro", "nosuid", "nodev", "noexec", "noatime", "sync", "dirsync"),
+        "extra", "mounts"),
+    row("mounts/tmpfs-bad-data", tmpfs("/mnt/t", "bogus=1"), "error"),
+    row("mounts/tmpcopyup", Scenario("tmpcopyup", mount("/etc", "tmpfs", "tmpfs", "tmpcopyup")), "extra", "mounts"),
+    row("mounts/remount-option", tmpfs("/mnt/t", "remount"), "stage"),
+    # mounts: destinations
+    row("mounts/destination-nested-missing", bind("/a/b/c"), "extra", "mounts"),
+    row("mounts/destination-relative", Scenario("dest-relative", mount("mnt/rel", "tmpfs", "tmpfs")), "extra", "mounts"),
+    row("mounts/destination-through-symlink", Scenario("dest-symlink", mount("/link/x", "tmpfs", "tmpfs"),
+                                                       rootfs=symlink("/link", "/real", "/real")), "extra", "mounts"),
+    row("mounts/destination-absolute-symlink-escape", Scenario("dest-escape", mount("/esc/x", "tmpfs", "tmpfs"),
+                                                               rootfs=symlink("/esc", "/../../../../tmp")), "stage"),
+    row("mounts/destination-with-rootfs-path-prefix", Scenario("dest-rootfs-prefix", lambda c, b: mount(
+        str(b / "rootfs" / "mnt" / "p"), "tmpfs", "tmpfs")(c, b)), "stage", "mountinfo",
+        differs="an absolute destination inside the rootfs path is not stripped (runc 1.5 mounts on <dest> minus "
+                "the rootfs prefix)"),
+    row("mounts/over-/dev-ro-then-/dev/pts", Scenario("dev-ro", edit(lambda c: c["mounts"][1]["options"].append("ro"))),
+        "stage", differs='read-only /dev then /dev/pts fails ("/dev/pts" cannot be created)'),
+    row("mounts/bind-missing-source", Scenario("bind-missing", mount("/mnt/x", "bind", "/nosuch", "bind")), "error"),
+    row("mounts/uidMappings-idmapped", Scenario("idmap", mount("/mnt/vol", "bind", "@vol", "bind",
+                                                               uidMappings=[{"containerID": 0, "hostID": 1000,
+                                                                             "size": 1}],
+                                                               gidMappings=[{"containerID": 0, "hostID": 1000,
+                                                                             "size": 1}])), "stage", "extra", "mounts"),
+    # hostname, domainname
+    row("hostname", Scenario("hostname", edit(lambda c: c.update(hostname="h.example"))), "uts"),
+    row("domainname", Scenario("domainname", edit(lambda c: c.update(domainname="example.org"))), "uts"),
+    row("hostname/none-keeps-the-host's", Scenario("no-hostname", edit(lambda c: c.pop("hostname"))), "stage"),
+    row("hostname/without-uts-namespace", Scenario("hostname-no-uts", edit(without_ns("uts"))), "error"),
+    row("hostname/joined-uts-namespace", Scenario("hostname-joined-uts", edit(lambda c: (without_ns("uts")(c), c[
+        "linux"]["namespaces"].append({"type": "uts", "path": "/proc/self/ns/uts"}), c.update(hostname=os.uname(
+        ).nodename)))), "stage", differs="a hostname in a joined UTS namespace is refused; runc 1.5 sets it"),
+    # hooks: where and with what each kind runs
+    *(row(f"hooks.{kind}", hook(kind), "host.hooks", "extra", **({"differs": d} if (d := {
+        "createContainer": "createContainer hooks do not run in the rootfs (cwd) as runc 1.5's do",
+        "startContainer": "startContainer hooks lack the process environment",
+    }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                                         "poststop")),
+    *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", "message", **({"differs": d} if (d := {
+        "poststart": "a failing poststart hook is only logged; runc 1.5 fails start and kills the container",
+        "startContainer": "a failing startContainer hook fails start; runc 1.5 reports success and the process "
+                          "never runs",
+    }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
+                                         "poststop")),
+    row("hooks/timeout", Scenario("hook-timeout", edit(lambda c: c.update(hooks={"createRuntime": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error", "message"),
+    row("hooks/missing-path", Scenario("hook-missing", edit(lambda c: c.update(hooks={"prestart": [
+        {"path": "/nosuch"}]}))), "error", "message"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "keys"), ROWS)
+def test_mounts_hooks(differ, scenario, keys):
+    compare(differ(scenario), keys)
