@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,9 +68,8 @@ def hook_writer(kind: str, path: str = "/bin/sh"):
         out = bundle / "hooks"
         out.mkdir(exist_ok=True)
         target = f"/tmp/{kind}" if kind == "startContainer" else str(out / kind)
-        # in the container (startContainer): its mount namespace is the process's or another
-        mnt = ('$([ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ] && echo process || echo other)'
-               if kind == "startContainer" else "$(readlink /proc/self/ns/mnt)")
+        # (startContainer runs in the container, where the host's namespaces cannot be named)
+        mnt = "container" if kind == "startContainer" else "$(readlink /proc/self/ns/mnt)"
         script = (f"{{ echo cwd=$(pwd); echo env=$(env | grep -v '^PWD=\\|^SHLVL=' | sort | tr '\\n' ' ');"
                   f" echo mnt={mnt}; echo root=$(ls / | tr '\\n' ' ');"
                   f" echo state=$(sed 's/\"id\":\"[^\"]*\"/\"id\":\"ID\"/; s/\"ociVersion\":\"[^\"]*\"/\"ociVersion\":\"V\"/'); }}"
@@ -112,6 +112,27 @@ def failing_hook(kind: str):
     return Scenario(f"failing hook {kind}", edit(fn))
 
 
+HOOK_WORDS = ('a failing hook: "KIND hook PATH: exit status N: OUTPUT"; runc 1.5: "error running KIND hook #I: exit '
+              'status N, stdout: ..., stderr: ..."')
+
+
+def flagged_source(*options: str):
+    """A bind of a host tmpfs mounted ro,nosuid,nodev,noexec,noatime, with `options`."""
+    def fn(config: dict, bundle: Path) -> None:
+        src = bundle / "flagged"
+        src.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,nosuid,nodev,noexec,noatime,size=16k", "flagged", str(src)],
+                       check=True)
+        config["mounts"].append({"destination": "/mnt/f", "type": "bind", "source": str(src),
+                                 "options": ["bind", *options]})
+    return fn
+
+
+def unmount_source(bundle: Path) -> dict:
+    subprocess.run(["umount", str(bundle / "flagged")], check=True)
+    return {}
+
+
 def without_ns(kind: str):
     def fn(config: dict) -> None:
         config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != kind]
@@ -136,13 +157,17 @@ ROWS = [
     row("mounts/tmpfs", tmpfs("/mnt/t"), "extra", "mounts"),
     row("mounts/tmpfs-size-mode", tmpfs("/mnt/t", "size=1m", "mode=700", "uid=1", "gid=2"), "extra", "mounts"),
     row("mounts/tmpfs-without-mode-takes-the-mount-point's", tmpfs("/mnt/t", rootfs=mkdir("/mnt/t", 0o711),
-                                                                   name="tmpfs-mode-of-dir"), "extra", "mounts"),
+                                                                   name="tmpfs-mode-of-dir"), "extra", "mounts",
+        differs="a tmpfs without mode= has mode 1777; runc 1.5 gives it the mode of the directory it covers"),
     row("mounts/proc-second", Scenario("proc2", mount("/mnt/proc", "proc", "proc")), "extra", "mounts"),
     row("mounts/sysfs-second", Scenario("sysfs2", mount("/mnt/sys", "sysfs", "sysfs", "ro")), "extra", "mounts"),
     row("mounts/mqueue", Scenario("mqueue2", mount("/mnt/mq", "mqueue", "mqueue")), "extra", "mounts"),
     row("mounts/devpts-options", Scenario("devpts-opts", edit(lambda c: c["mounts"][2].update(
         options=["nosuid", "noexec", "newinstance", "ptmxmode=0600", "mode=0600"]))), "mounts"),
-    row("mounts/cgroup", Scenario("cgroup-mount", mount("/sys/fs/cgroup", "cgroup", "cgroup", "ro")), "extra", "mounts"),
+    row("mounts/cgroup", Scenario("cgroup-mount", mount("/sys/fs/cgroup", "cgroup", "cgroup", "ro")), "extra", "mounts",
+        differs="a cgroup mount on this hybrid host: a read-only tmpfs (source cgroup) plus the cgroup2 hierarchy at "
+                "/sys/fs/cgroup/unified, the cgroups under /pyrt/ID; runc 1.5: a rw nosuid,nodev,noexec tmpfs, the v1 "
+                "hierarchies only, the cgroups at /ID"),
     row("mounts/overlay", Scenario("overlay", lambda c, b: ([os.makedirs(b / d) for d in ("lower", "upper", "work")],
                                                             Path(b, "lower", "l").write_text("l"),
                                                             mount("/mnt/o", "overlay", "overlay", f"lowerdir={b}/lower",
@@ -154,17 +179,21 @@ ROWS = [
       ("ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "strictatime", "relatime", "nosymfollow",
        "rro", "rnosuid", "rnoexec", "rnodev", "rnoatime", "rprivate", "rshared", "rslave", "runbindable", "private",
        "shared", "slave", "unbindable")),
-    row("mounts/bind-rw-clears-ro", Scenario("bind-ro-rw", mounts_of(("/mnt/a", "bind", "@vol", "bind", "ro"),
-                                                                     ("/mnt/a/sub", "bind", "@vol", "bind", "rw"))),
-        "extra", "mounts"),
-    row("mounts/bind-data-options-ignored", bind("/mnt/vol", "mode=755", "size=1k"), "stage", "extra",
-        differs="fs data options on a bind mount are refused; runc 1.5 passes them to mount(2), which ignores them"),
-    row("mounts/bind-unknown-option", bind("/mnt/vol", "bogus"), "stage", differs="an unknown option on a bind "
-        "mount is refused; runc 1.5 passes it as data (ignored by a bind)"),
+    row("mounts/bind-rw-under-a-ro-bind", Scenario("bind-ro-rw", mounts_of(("/mnt/a", "bind", "@vol", "bind", "ro"),
+                                                                           ("/mnt/a/sub", "bind", "@vol", "bind", "rw"))),
+        "error"),
+    row("mounts/bind-options-clear-the-source's-flags", Scenario("bind-clear", flagged_source(
+        "rw", "suid", "dev", "exec", "atime"), deleted=unmount_source), "mounts",
+        differs="bind options that clear a flag (rw, suid, dev, exec, atime) leave the source mount's flag set; "
+                "runc 1.5 clears it"),
+    row("mounts/bind-data-options-refused", bind("/mnt/vol", "mode=755", "size=1k"), "error"),
+    row("mounts/bind-unknown-option", bind("/mnt/vol", "bogus"), "error"),
     row("mounts/tmpfs-options", tmpfs("/mnt/t", "ro", "nosuid", "nodev", "noexec", "noatime", "sync", "dirsync"),
-        "extra", "mounts"),
+        "extra", "mounts", differs="a read-only tmpfs is read-only at the superblock too; runc 1.5 mounts it rw and "
+                                   "makes the mount read-only (mountinfo super options rw)"),
     row("mounts/tmpfs-bad-data", tmpfs("/mnt/t", "bogus=1"), "error"),
-    row("mounts/tmpcopyup", Scenario("tmpcopyup", mount("/etc", "tmpfs", "tmpfs", "tmpcopyup")), "extra", "mounts"),
+    row("mounts/tmpcopyup", Scenario("tmpcopyup", mount("/etc", "tmpfs", "tmpfs", "tmpcopyup")), "extra", "mounts",
+        differs="a tmpcopyup tmpfs keeps mode 1777; runc 1.5 gives it the mode of the directory it covers (755)"),
     row("mounts/remount-option", tmpfs("/mnt/t", "remount"), "stage"),
     # mounts: destinations
     row("mounts/destination-nested-missing", bind("/a/b/c"), "extra", "mounts"),
@@ -184,7 +213,8 @@ ROWS = [
                                                                uidMappings=[{"containerID": 0, "hostID": 1000,
                                                                              "size": 1}],
                                                                gidMappings=[{"containerID": 0, "hostID": 1000,
-                                                                             "size": 1}])), "stage", "extra", "mounts"),
+                                                                             "size": 1}])), "stage", "extra",
+        differs="mounts[].uidMappings/gidMappings (idmapped mounts) are refused; runc 1.5 implements them"),
     # hostname, domainname
     row("hostname", Scenario("hostname", edit(lambda c: c.update(hostname="h.example"))), "uts"),
     row("domainname", Scenario("domainname", edit(lambda c: c.update(domainname="example.org"))), "uts"),
@@ -195,20 +225,30 @@ ROWS = [
         ).nodename)))), "stage", differs="a hostname in a joined UTS namespace is refused; runc 1.5 sets it"),
     # hooks: where and with what each kind runs
     *(row(f"hooks.{kind}", hook(kind), "host.hooks", "extra", **({"differs": d} if (d := {
-        "createContainer": "createContainer hooks do not run in the rootfs (cwd) as runc 1.5's do",
-        "startContainer": "startContainer hooks lack the process environment",
+        "prestart": "prestart hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
+        "createRuntime": "createRuntime hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
+        "createContainer": "createContainer hooks run in the runtime's cwd; runc 1.5 runs them in the rootfs",
+        "startContainer": "the state a startContainer hook reads has the host's pid; runc 1.5 gives the pid in the "
+                          "container (1)",
+        "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",
     }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
                                          "poststop")),
     *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", "message", **({"differs": d} if (d := {
-        "poststart": "a failing poststart hook is only logged; runc 1.5 fails start and kills the container",
-        "startContainer": "a failing startContainer hook fails start; runc 1.5 reports success and the process "
-                          "never runs",
+        **{k: HOOK_WORDS for k in ("prestart", "createRuntime", "createContainer")},
+        "poststart": "a failing poststart hook is only logged; runc 1.5 fails start (error running poststart hook "
+                     "#0) and kills the process",
+        "startContainer": "a failing startContainer hook fails start, and delete --force then leaves the container's "
+                          "init running; runc 1.5 says error running startContainer hook #0",
     }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
                                          "poststop")),
     row("hooks/timeout", Scenario("hook-timeout", edit(lambda c: c.update(hooks={"createRuntime": [
-        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error", "message"),
+        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error", "message",
+        differs='a hook past its timeout: "KIND hook PATH: killed after its timeout of N s"; runc 1.5: "error running '
+                'KIND hook #N: hook ran past specified timeout of N.0s"'),
     row("hooks/missing-path", Scenario("hook-missing", edit(lambda c: c.update(hooks={"prestart": [
-        {"path": "/nosuch"}]}))), "error", "message"),
+        {"path": "/nosuch"}]}))), "error", "message",
+        differs='a missing hook: "KIND hook PATH: no such file or directory"; runc 1.5: "error running KIND hook #N: '
+                'fork/exec PATH: no such file or directory"'),
 ]
 
 

@@ -156,7 +156,6 @@ while True:
 """
 
 
-@pytest.mark.not_runc_1_1
 def test_mount_destination_symlink_race(rt, bundle, tmp_path):
     """A racer swaps a directory of the rootfs (a shared volume) with a symlink to a host
     directory while containers start: no mount and no mkdir ever lands outside the rootfs.
@@ -303,7 +302,6 @@ class ConsoleSocket:
         self.sock.close()
 
 
-@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("plant", ["pts-symlink-with-devpts", "pts-symlink", "ptmx-symlink", "ptmx-host-node",
                                    "console-symlink"])
 def test_terminal_refuses_planted_pts(rt, bundle, tmp_path, plant):
