@@ -89,7 +89,8 @@ class Observation:
                       msg)
 
 
-#: The runtime's command line, bound to one state root: run("exec", cid, ...) -> CompletedProcess.
+#: The runtime's command line, bound to one state root: run("exec", cid, ...) -> CompletedProcess;
+#: run.bundle is the bundle's path.
 Run = Callable[..., subprocess.CompletedProcess]
 
 
@@ -192,6 +193,7 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
             r.stdout, r.stderr = (f.read().replace(str(bundle), "<bundle>") for f in (out, err))
         return r
 
+    run.bundle = bundle  # type: ignore[attr-defined]  # for arguments that name a file in it
     host: dict = {}
     obs = None
     try:
@@ -221,12 +223,23 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
         return obs
     finally:
         run("delete", "--force", cid)
+        if obs and obs.state:
+            _reap(obs.state["pid"])
         if obs and scenario.deleted:
             host.update(scenario.deleted(bundle))
         leaks = _leftovers(workdir, cid)
         if obs:
             obs.leaks = leaks
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _reap(pid: int) -> None:
+    """Reap the container's init if it is a zombie of ours (a row that killed it before start)."""
+    with contextlib.suppress(ChildProcessError):
+        for _ in range(50):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+            time.sleep(0.01)
 
 
 def _leftovers(workdir: Path, cid: str) -> list[str]:
@@ -277,7 +290,7 @@ def copy_config(config: dict) -> dict:
 
 def value(obs: Observation, key: str):
     """One observable of an observation: a probe section, "mounts" (the mountinfo without the
-    base config's masked and read-only paths), "error" (the failure's class), "message" (its text), "rc", "stdout",
+    base config's masked and read-only paths), "words:TEXT" (whether the error message has TEXT), "error" (the failure's class), "message" (its text), "rc", "stdout",
     "stderr", "stage" or "host.NAME"."""
     if key == "error":
         return obs.error()
@@ -285,10 +298,15 @@ def value(obs: Observation, key: str):
         return getattr(obs, key)
     if key == "message":
         return obs.message()
+    if key.startswith("words:"):  # whether the message has these words (runc's, that scripts match)
+        return key[6:].lower() in obs.message()
     if key.startswith("host."):
         return obs.host.get(key[5:], "<missing>")
     if obs.stage != "exited":
         return f"<{obs.stage} failed: {obs.stderr.strip()}>"
+    if key.startswith("masked:"):  # the mountinfo line(s) of one path
+        return "\n".join(line for line in obs.sections.get("mountinfo", "").splitlines()
+                         if line.split()[2] == key[7:])
     if key == "mounts":  # the mountinfo without the masked and read-only paths (rows of their own)
         return "\n".join(line for line in obs.sections.get("mountinfo", "").splitlines()
                          if line.split()[2] not in MASKED)

@@ -113,7 +113,7 @@ def failing_hook(kind: str):
 
 
 HOOK_WORDS = ('a failing hook: "KIND hook PATH: exit status N: OUTPUT"; runc 1.5: "error running KIND hook #I: exit '
-              'status N, stdout: ..., stderr: ..."')
+              'status N, stdout: ..., stderr: ..." (scripts match "error running KIND hook")')
 
 
 def flagged_source(*options: str):
@@ -233,7 +233,7 @@ ROWS = [
         "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",
     }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
                                          "poststop")),
-    *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", "message", **({"differs": d} if (d := {
+    *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", f"words:error running {kind} hook #0", **({"differs": d} if (d := {
         **{k: HOOK_WORDS for k in ("prestart", "createRuntime", "createContainer")},
         "poststart": "a failing poststart hook is only logged; runc 1.5 fails start (error running poststart hook "
                      "#0) and kills the process",
@@ -242,11 +242,12 @@ ROWS = [
     }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
                                          "poststop")),
     row("hooks/timeout", Scenario("hook-timeout", edit(lambda c: c.update(hooks={"createRuntime": [
-        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error", "message",
+        {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error",
+        "words:error running createRuntime hook #0: hook ran past specified timeout of 1.0s",
         differs='a hook past its timeout: "KIND hook PATH: killed after its timeout of N s"; runc 1.5: "error running '
                 'KIND hook #N: hook ran past specified timeout of N.0s"'),
     row("hooks/missing-path", Scenario("hook-missing", edit(lambda c: c.update(hooks={"prestart": [
-        {"path": "/nosuch"}]}))), "error", "message",
+        {"path": "/nosuch"}]}))), "error", "words:error running prestart hook #0",
         differs='a missing hook: "KIND hook PATH: no such file or directory"; runc 1.5: "error running KIND hook #N: '
                 'fork/exec PATH: no such file or directory"'),
 ]

@@ -25,6 +25,9 @@ def user(**fields):
 NICE = {k: ["CAP_SYS_NICE"] for k in ("bounding", "effective", "permitted")}
 
 
+SCHED = "process.scheduler is refused; runc 1.5 sets it (sched_setattr)"
+
+
 def caps(**sets):
     return edit(lambda c: c["process"].__setitem__("capabilities", sets))
 
@@ -64,14 +67,17 @@ ROWS = [
     row("args/killed-by-signal", Scenario("self-kill", args("sh", "-c", "kill -9 $$")), "rc"),
     row("args/not-found", Scenario("not-found", args("nosuch")), "error", "message"),
     row("args/absolute-missing", Scenario("abs-missing", args("/nosuch")), "error", "message"),
-    row("args/directory", Scenario("dir-exec", args("/bin")), "error", "message"),
+    row("args/directory", Scenario("dir-exec", args("/bin")), "error", "message",
+        differs='a directory as process.args[0]: "permission denied"; runc 1.5 says "is a directory"'),
     row("args/not-executable", Scenario("not-exec", args("/etc/passwd")), "error", "message"),
     row("args/relative-with-slash", Scenario("relative", args("bin/echo", "x")), "rc", "stdout"),
     row("args/empty", Scenario("no-args", args()), "error"),
     row("args/PATH-from-env", Scenario("path-env", proc(args=["echo", "x"], env=["PATH=/nosuch"])), "error"),
     # process.env
-    row("env/duplicate-key", Scenario("env-dup", proc(env=["A=1", "A=2", "PATH=/bin"])), "env"),
-    row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env"),
+    row("env/duplicate-key", Scenario("env-dup", proc(env=["A=1", "A=2", "PATH=/bin"])), "env",
+        differs="duplicate env keys both reach the process; runc 1.5 keeps the last"),
+    row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env",
+        differs="an empty HOME= is kept; runc 1.5 fills it from /etc/passwd"),
     row("env/HOME-from-passwd-for-uid", Scenario("env-home-nobody", proc(env=["PATH=/bin"],
                                                                                  user={"uid": 65534, "gid": 65534})), "env"),
     row("env/no-PATH", Scenario("env-no-path", proc(env=["A=1"], args=["/bin/sh", "-c", "tr '\\0' '\\n' "
@@ -83,13 +89,16 @@ ROWS = [
     row("cwd/relative", Scenario("cwd-relative", proc(cwd="tmp")), "error"),
     row("cwd/a-file", Scenario("cwd-file", proc(cwd="/etc/passwd")), "error"),
     row("cwd/root-only-dir-as-nobody", Scenario("cwd-root-only", extra("", cwd="/root", user={"uid": 65534, "gid": 65534}),
-                                                rootfs=lambda r: (r / "root").chmod(0o700)), "cwd"),
+                                                rootfs=lambda r: (r / "root").chmod(0o700)), "rc", "cwd",
+        differs="a cwd only root can enter, for a non-root user: the process exits 126 without a word; runc 1.5 "
+                "enters it before dropping privileges"),
     # process.user
     row("user/uid+gid", Scenario("uid-gid", user(uid=1000, gid=1000)), "status"),
     row("user/additionalGids", Scenario("gids", user(uid=1000, gid=1000, additionalGids=[10, 20, 1000])), "status"),
     row("user/umask", Scenario("umask", user(umask=0o027)), "status"),
     row("user/no-umask", BASE, "status"),
-    row("user/username-ignored", Scenario("username", user(username="ignored")), "status"),
+    row("user/username-ignored", Scenario("username", user(username="ignored")), "status",
+        differs="process.user.username (Windows) is refused; runc 1.5 ignores it"),
     row("user/uid-without-passwd-entry", Scenario("uid-nopasswd", user(uid=4242, gid=4242)), "status", "env"),
     # process.capabilities
     row("capabilities/bounding-only", Scenario("cap-bounding", caps(bounding=ALL_CAPS)), "status"),
@@ -106,7 +115,8 @@ ROWS = [
                                                           "ambient")}))), "status"),
     row("capabilities/none", Scenario("cap-none", caps()), "status"),
     row("capabilities/unknown-name", Scenario("cap-unknown", caps(bounding=["CAP_NOSUCH", "CAP_KILL"])),
-        "stage", "status"),
+        "stage", "status", differs="an unknown capability name is refused; runc 1.5 warns (ignoring unknown or "
+                                   "unavailable capabilities) and runs"),
     row("capabilities/lower-case-name", Scenario("cap-lower", caps(bounding=["cap_kill"])), "stage"),
     # process.rlimits
     row("rlimits/several", Scenario("rlimits", rlimit(("RLIMIT_NOFILE", 512, 1024), ("RLIMIT_CORE", 0, 4096),
@@ -118,7 +128,7 @@ ROWS = [
     row("rlimits/duplicate-type", Scenario("rlimit-dup", rlimit(("RLIMIT_NOFILE", 200, 200),
                                                                ("RLIMIT_NOFILE", 100, 100))), "limits"),
     row("rlimits/above-the-host-hard-limit", Scenario("rlimit-too-high", rlimit(("RLIMIT_NOFILE", 1 << 20, 1 << 20))),
-        "error", "message"),
+        "error", "words:error setting rlimit type 7: operation not permitted"),
     # process.noNewPrivileges
     row("noNewPrivileges/false", Scenario("nnp-false", proc(noNewPrivileges=False)), "status"),
     # process.oomScoreAdj
@@ -131,15 +141,19 @@ ROWS = [
     # process.scheduler, ioPriority, execCPUAffinity (runtime-spec 1.2/1.3)
     row("scheduler/SCHED_BATCH-nice", Scenario("sched-batch", proc(scheduler={"policy": "SCHED_BATCH", "nice": 5},
                                                                               capabilities=NICE)),
-        "sched"),
-    row("scheduler/SCHED_FIFO", Scenario("sched-fifo", proc(scheduler={"policy": "SCHED_FIFO", "priority": 10},
-                                                                         capabilities=NICE)),
-        "sched"),
+        "sched", differs=SCHED),
+    row("scheduler/SCHED_IDLE", Scenario("sched-idle", proc(scheduler={"policy": "SCHED_IDLE"})), "sched",
+        differs=SCHED),
+    row("scheduler/SCHED_FIFO-without-rt-runtime", Scenario("sched-fifo", proc(scheduler={"policy": "SCHED_FIFO",
+                                                                                          "priority": 10},
+                                                                               capabilities=NICE)),
+        "error", "words:error setting scheduler: operation not permitted", differs=SCHED),
     row("ioPriority/best-effort-3", Scenario("ioprio", proc(ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 3})),
-        "sched"),
-    row("ioPriority/idle", Scenario("ioprio-idle", proc(ioPriority={"class": "IOPRIO_CLASS_IDLE"})), "sched"),
+        "sched", differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
+    row("ioPriority/idle", Scenario("ioprio-idle", proc(ioPriority={"class": "IOPRIO_CLASS_IDLE"})), "sched",
+        differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
     row("execCPUAffinity/final", Scenario("affinity", proc(execCPUAffinity={"initial": "0", "final": "1"})),
-        "status"),
+        "status", differs="process.execCPUAffinity is refused; runc 1.5 pins the process (final: 1)"),
     row("execCPUAffinity/bad", Scenario("affinity-bad", proc(execCPUAffinity={"final": "nosuch"})), "error"),
     # process.consoleSize without a terminal: ignored
     row("consoleSize-without-terminal", Scenario("console-size", proc(consoleSize={"height": 10, "width": 40})),
