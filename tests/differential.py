@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cgroupfs import UNIFIED
 from conftest import BINARY, BUSYBOX_ROOTFS, RUNC_1_5, base_config
 
 #: What the container's process prints of itself, one `== name` block per observable. $$ is
 #: the shell the runtime started (pid 1 of a new pid namespace): /proc/$$ shows the process as
 #: the runtime left it, before the shell changed anything.
 PROBE = r"""
-echo "== status"; grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters|Umask|Cpus_allowed_list|Mems_allowed_list):' /proc/$$/status
+echo "== status"; grep -E "^($STATUS):" /proc/$$/status
 echo "== limits"; cat /proc/$$/limits
 echo "== oom"; cat /proc/$$/oom_score_adj
 echo "== sched"; awk '{print "nice", $19, "policy", $41, "rtprio", $40}' /proc/$$/stat; ionice -p $$
@@ -51,11 +52,16 @@ echo "== extra"; [ -z "$EXTRA" ] || eval "$EXTRA" 2>&1
 echo "== end"
 """
 
+#: Seconds a command line call may take (a hang is a finding, not a stuck suite).
+CALL_TIMEOUT = 10
 _LINUX = base_config()["linux"]
 MASKED = set(_LINUX["maskedPaths"] + _LINUX["readonlyPaths"])
 
+#: The /proc/PID/status lines the probe shows.
+STATUS = ("Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp|Seccomp_filters|Umask|"
+          "Cpus_allowed_list|Mems_allowed_list")
 #: The base scenario's process: the probe, with the variables it reads.
-PROBE_ARGS = ["sh", "-c", PROBE]
+PROBE_ARGS = ["sh", "-c", f"STATUS='{STATUS}'\n{PROBE}"]
 HOST_NS = {p.name: os.readlink(p) for p in Path("/proc/self/ns").iterdir()}
 
 
@@ -85,8 +91,8 @@ class Observation:
         line = (self.stderr.strip().splitlines() or [""])[-1]
         m = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
         msg = (m.group(1).replace('\\"', '"') if m else line).lower()
-        return re.sub(r"^(runc \w+ failed: )?(unable to start container process: )?(error during container init: )?", "",
-                      msg)
+        context = r"^(runc \w+ failed: )?(unable to start container process: )?(error during container init: )?"
+        return re.sub(context, "", msg)
 
 
 #: The runtime's command line, bound to one state root: run("exec", cid, ...) -> CompletedProcess;
@@ -148,19 +154,21 @@ def _sections(text: str, bundle: Path) -> dict[str, str]:
 
 
 def _wait_exit(pid: int, timeout: float) -> int:
-    """The exit status of the container's init, which the test process adopts (a subreaper)."""
+    """The exit status of the container's init, which the test process adopts (a subreaper).
+    Other adopted children are reaped too: an exec'd process of the container that died is a
+    zombie of ours, and the kernel keeps a killed init until its namespace is empty."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            done, status = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not ours to reap: wait for it to go
+            done, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # nothing of ours: wait for the init to go
+            done = 0
             if not os.path.exists(f"/proc/{pid}"):
                 return -1
-            time.sleep(0.02)
-            continue
-        if done:
+        if done == pid:
             return os.waitstatus_to_exitcode(status) % 256 if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
-        time.sleep(0.01)
+        if not done:
+            time.sleep(0.01)
     os.kill(pid, 9)
     raise AssertionError(f"container process {pid} did not exit in {timeout} s")
 
@@ -182,13 +190,20 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
     cid = "d" + uuid.uuid4().hex[:10]
     rt = [binary, "--root", str(state_root)]
 
+    hung: list[str] = []
+
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """The runtime's command line; output through files (a container that inherits a pipe
-        would hold it open), the bundle path replaced by <bundle>."""
+        would hold it open), the bundle path replaced by <bundle>. A call that hangs is killed
+        and answers exit status -1 and "timed out"."""
         with open(workdir / "out", "w+") as out, open(workdir / "err", "w+") as err:
-            r = subprocess.run([*rt, *args], stdout=out, stderr=err, timeout=timeout, cwd="/",
-                               input=input.encode() if input is not None else None,
-                               stdin=subprocess.DEVNULL if input is None else None)
+            try:
+                r = subprocess.run([*rt, *args], stdout=out, stderr=err, timeout=CALL_TIMEOUT, cwd="/",
+                                   input=input.encode() if input is not None else None,
+                                   stdin=subprocess.DEVNULL if input is None else None)
+            except subprocess.TimeoutExpired:
+                hung.append(" ".join(args))
+                return subprocess.CompletedProcess(args, -1, "", f"timed out: {' '.join(args)}")
             out.seek(0), err.seek(0)
             r.stdout, r.stderr = (f.read().replace(str(bundle), "<bundle>") for f in (out, err))
         return r
@@ -214,6 +229,8 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
             return obs
         if scenario.running:
             host.update(scenario.running(run, cid, state))
+            if hung:
+                _thaw(state["pid"])
             if os.path.exists(f"/proc/{state['pid']}"):
                 run("kill", cid, "KILL")
         rc = _wait_exit(state["pid"], timeout)
@@ -222,6 +239,8 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
                           _sections(stdout, bundle), state, host)
         return obs
     finally:
+        if hung and obs and obs.state:  # a call hung on a frozen cgroup: thaw what the runtime froze
+            _thaw(obs.state["pid"])
         run("delete", "--force", cid)
         if obs and obs.state:
             _reap(obs.state["pid"])
@@ -229,8 +248,21 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
             host.update(scenario.deleted(bundle))
         leaks = _leftovers(workdir, cid)
         if obs:
-            obs.leaks = leaks
+            obs.leaks = leaks + [f"hung: {h}" for h in hung]
         shutil.rmtree(bundle, ignore_errors=True)
+
+
+def _thaw(pid: int) -> None:
+    """Thaw the container's v1 freezer cgroup and its cgroup2 one: a hung call of the runtime
+    (a process it put into the frozen cgroup) can then die and the container be deleted."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if os.path.exists(f"/proc/{pid}") else ():
+        hid, controllers, path = line.split(":", 2)
+        with contextlib.suppress(OSError):
+            if "freezer" in controllers.split(","):
+                Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").write_text("THAWED")
+            elif hid == "0":
+                (UNIFIED / path.lstrip("/") / "cgroup.freeze").write_text("0")
+    time.sleep(0.2)
 
 
 def _reap(pid: int) -> None:
@@ -256,6 +288,11 @@ def _leftovers(workdir: Path, cid: str) -> list[str]:
                 os.kill(int(line.split()[2]), 9)
     if any(line.startswith("state left") for line in leaks):
         shutil.rmtree(workdir / "state", ignore_errors=True)
+    time.sleep(0.1 if leaks else 0)
+    for line in leaks:  # the container's own cgroups, empty now
+        if line.startswith("cgroup left: "):
+            with contextlib.suppress(OSError):
+                os.rmdir(line.removeprefix("cgroup left: "))
     return leaks
 
 
@@ -290,8 +327,9 @@ def copy_config(config: dict) -> dict:
 
 def value(obs: Observation, key: str):
     """One observable of an observation: a probe section, "mounts" (the mountinfo without the
-    base config's masked and read-only paths), "words:TEXT" (whether the error message has TEXT), "error" (the failure's class), "message" (its text), "rc", "stdout",
-    "stderr", "stage" or "host.NAME"."""
+    base config's masked and read-only paths), "masked:PATH" (the mountinfo line of PATH),
+    "error" (the failure's class), "message" (its text), "words:TEXT" (whether the message has
+    TEXT), "rc", "stdout", "stderr", "stage" or "host.NAME"."""
     if key == "error":
         return obs.error()
     if key in ("rc", "stdout", "stderr", "stage"):

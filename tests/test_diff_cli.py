@@ -7,12 +7,14 @@ are compared (tests/differential.py). A row marked xfail is a difference pyrt ha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
 from pathlib import Path
 
 import pytest
+from conftest import RUNC_1_5
 from differential import Run, Scenario, compare, edit, row
 
 pytestmark = pytest.mark.differential
@@ -108,6 +110,44 @@ def stopped(name: str, *args: str, **kw) -> Scenario:
     return cli(name, "stopped", tuple(args), **kw)
 
 
+def exec_in_sub_cgroup(run: Run, cid: str, state: dict) -> dict:
+    """exec --cgroup sub into a sub-cgroup made (and removed) here in each of the container's."""
+    from cgroupfs import UNIFIED, v1_mounts
+
+    mounts, made = v1_mounts(), []
+    for line in Path(f"/proc/{state['pid']}/cgroup").read_text().splitlines():
+        hid, controllers, path = line.split(":", 2)
+        base = UNIFIED if hid == "0" else mounts.get(controllers.split(",")[0])
+        if base and (base / path.lstrip("/")).is_dir():
+            made.append(base / path.lstrip("/") / "sub")
+            made[-1].mkdir(exist_ok=True)
+            for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset takes no process until they are set
+                if (made[-1] / name).exists():
+                    (made[-1] / name).write_text((made[-1].parent / name).read_text())
+    try:
+        return call(run, cid, state, ("exec", "--cgroup", "sub", "ID", "sh", "-c", "grep -c /sub /proc/self/cgroup"))
+    finally:
+        time.sleep(0.1)
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+def exec_while_paused(run: Run, cid: str, state: dict) -> dict:
+    """pause; exec --ignore-paused in the background (its process waits, frozen); resume; the
+    exec then ends. A call that hangs ends as -1 (differential.CALL_TIMEOUT)."""
+    import threading
+
+    run("pause", cid)
+    result: dict = {}
+    thread = threading.Thread(target=lambda: result.update(exec=run("exec", "--ignore-paused", cid, "true").returncode))
+    thread.start()
+    time.sleep(0.5)
+    resume = run("resume", cid).returncode
+    thread.join()
+    return {"exec": result.get("exec"), "resume": resume}
+
+
 OUT = ("host.rc", "host.out", "host.err")
 PROBE = ("sh", "-c", "grep -E '^(Uid|Gid|Groups|CapBnd|CapEff|NoNewPrivs)' /proc/self/status; pwd; echo A=$A")
 PROCESS_JSON = json.dumps({"args": ["sh", "-c", "id; pwd; echo $A"], "cwd": "/tmp", "env": ["A=1", "PATH=/bin"],
@@ -122,7 +162,7 @@ ROWS = [
     row("state/paused", cli("state-paused", "paused", ("state", "ID")), *OUT,
         differs="state ociVersion (see state/created)"),
     row("state/stopped", stopped("state-stopped", "state", "ID"), *OUT,
-        differs="state ociVersion (see state/created); a stopped container's state keeps its pid (runc 1.5: 0)"),
+        differs="state ociVersion (see state/created)"),
     row("state/annotations", created("state-annotations", "state", "ID", config=lambda c: c.update(
         annotations={"org.example.key": "value"})), *OUT, differs="state ociVersion (see state/created)"),
     row("state/missing", created("state-missing", "state", "nosuch"), "host.rc", "host.err"),
@@ -180,14 +220,20 @@ ROWS = [
     row("exec/--process", running("exec-process", "exec", "--process", "BUNDLE/process.json", "ID",
                                   files={"process.json": PROCESS_JSON}), *OUT),
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
-        "host.err"),
+        "host.err", differs="exec --tty whose stdio is not a terminal (and no --console-socket) runs; runc 1.5 "
+                            "exits 255"),
     row("exec/--detach+--pid-file", running("exec-detach", "exec", "--detach", "--pid-file", "/tmp/h7-pidfile", "ID",
                                             "sleep", "1"), *OUT),
     row("exec/--preserve-fds", running("exec-preserve", "exec", "--preserve-fds", "0", "ID", "true"), *OUT),
-    row("exec/--cgroup", running("exec-cgroup", "exec", "--cgroup", "sub", "ID", "true"), "host.rc", "host.err",
-        differs="exec --cgroup is refused; runc 1.5 runs the process in that sub-cgroup"),
-    row("exec/--ignore-paused", cli("exec-paused", "paused", ("exec", "--ignore-paused", "ID", "true")),
-        "host.rc", "host.err"),
+    row("exec/--cgroup-missing", running("exec-cgroup-missing", "exec", "--cgroup", "sub", "ID", "true"), "host.rc",
+        "host.err"),
+    row("exec/--cgroup", Scenario("exec-cgroup", edit(lambda c: c["process"].update(args=["sleep", "30"])),
+                                  running=exec_in_sub_cgroup), "host.rc", "host.out",
+        differs="exec --cgroup is refused; runc 1.5 runs the process in that (existing) sub-cgroup"),
+    row("exec/--ignore-paused-then-resume", Scenario("exec-paused", edit(lambda c: c["process"].update(
+        args=["sleep", "30"])), running=exec_while_paused), "host.exec", "host.resume",
+        differs="exec holds the container's lock while its process runs: resume (and pause, kill, delete) of that "
+                "container waits for it, so exec --ignore-paused of a paused container never ends; runc 1.5 resumes"),
     row("exec/paused-without---ignore-paused", cli("exec-paused-no", "paused", ("exec", "ID", "true")),
         "host.rc", "host.err"),
     row("exec/--apparmor", running("exec-apparmor", "exec", "--apparmor", "unconfined", "ID", "true"),
@@ -202,8 +248,8 @@ ROWS = [
         differs="events --stats: the keys and types of the stats object differ from runc 1.5's (see the row's diff)"),
     row("update/--memory", running("update-memory", "update", "--memory", "64M", "ID"), "host.rc", "host.err"),
     row("update/--pids-limit", running("update-pids", "update", "--pids-limit", "50", "ID"), "host.rc", "host.err"),
-    row("update/--cpu-shares+quota", running("update-cpu", "update", "--cpu-shares", "512", "--cpu-quota", "20000",
-                                             "ID"), "host.rc", "host.err"),
+    row("update/--cpu-share+quota", running("update-cpu", "update", "--cpu-share", "512", "--cpu-quota", "20000",
+                                            "ID"), "host.rc", "host.err"),
     row("update/-r", running("update-r", "update", "-r", "BUNDLE/resources.json", "ID",
                              files={"resources.json": '{"pids": {"limit": 30}, "memory": {"limit": 67108864}}'}),
         "host.rc", "host.err"),
@@ -218,3 +264,50 @@ ROWS = [
 def test_cli(differ, scenario, keys):
     compare(differ(scenario), keys)
 
+
+
+def terminal_output(binary: str, workdir: Path) -> bytes:
+    """What the pty master an engine gets through --console-socket reads of a terminal: true
+    container's output."""
+    import os
+    import shutil
+    import subprocess
+    import uuid
+
+    from conftest import BUSYBOX_ROOTFS, base_config
+    from test_console import Receiver
+
+    shutil.rmtree(workdir, ignore_errors=True)
+    bundle = workdir / "bundle"
+    bundle.mkdir(parents=True)
+    config = base_config(["sh", "-c", "echo a; echo b"])
+    config["process"]["terminal"] = True
+    config["root"]["path"] = str(BUSYBOX_ROOTFS)
+    (bundle / "config.json").write_text(json.dumps(config))
+    rt, cid = [binary, "--root", str(workdir / "state")], "d" + uuid.uuid4().hex[:10]
+    receiver = Receiver(workdir / "console.sock")
+    try:
+        create = subprocess.Popen([*rt, "create", "--bundle", str(bundle), "--console-socket", receiver.path, cid],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        master, _, _ = receiver.receive()
+        assert create.wait(timeout=30) == 0
+        subprocess.run([*rt, "start", cid], check=True, timeout=30)
+        out = b""
+        while b"b" not in out:
+            chunk = os.read(master, 4096)
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        return out
+    finally:
+        receiver.close()
+        subprocess.run([*rt, "delete", "--force", cid], capture_output=True, timeout=30)
+
+
+def test_terminal_output_line_endings(differ, tmp_path):
+    """process.terminal with --console-socket: the bytes the engine reads from the pty master."""
+    from conftest import BINARY
+
+    ours, runc = (terminal_output(b, tmp_path / name) for name, b in (("pyrt", BINARY), ("runc", str(RUNC_1_5))))
+    assert ours == runc, (ours, runc)

@@ -201,7 +201,8 @@ ROWS = [
     row("resources.blockIO.throttleReadBpsDevice", resources("blkio-throttle", {"blockIO": {
         "throttleReadBpsDevice": [{"major": 254, "minor": 0, "rate": 1 << 20}]}},
         ("blkio", "blkio.throttle.read_bps_device")), "stage", "host.cgroup"),
-    *(row(f"resources.blockIO.{k}", resources(f"blkio-{k}", {"blockIO": {k: [{"major": 254, "minor": 0, "rate": 1000}]}},
+    *(row(f"resources.blockIO.{k}", resources(f"blkio-{k}", {"blockIO": {k: [{"major": 254, "minor": 0,
+                                                                               "rate": 1000}]}},
                                               ("blkio", f)), "stage", "host.cgroup")
       for k, f in (("throttleWriteBpsDevice", "blkio.throttle.write_bps_device"),
                    ("throttleReadIOPSDevice", "blkio.throttle.read_iops_device"),

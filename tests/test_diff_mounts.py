@@ -61,6 +61,10 @@ def symlink(link: str, target: str, *dirs: str):
     return fn
 
 
+#: The state a hook reads, with its id and ociVersion made constant (rows of their own).
+STATE_SED = r's/"id":"[^"]*"/"id":"ID"/; s/"ociVersion":"[^"]*"/"ociVersion":"V"/'
+
+
 def hook_writer(kind: str, path: str = "/bin/sh"):
     """A hook of `kind` that writes what it sees (its cwd, the state on stdin, its environment,
     its namespaces as host/new) to hooks/KIND in the bundle (host side) or /tmp/KIND."""
@@ -72,7 +76,7 @@ def hook_writer(kind: str, path: str = "/bin/sh"):
         mnt = "container" if kind == "startContainer" else "$(readlink /proc/self/ns/mnt)"
         script = (f"{{ echo cwd=$(pwd); echo env=$(env | grep -v '^PWD=\\|^SHLVL=' | sort | tr '\\n' ' ');"
                   f" echo mnt={mnt}; echo root=$(ls / | tr '\\n' ' ');"
-                  f" echo state=$(sed 's/\"id\":\"[^\"]*\"/\"id\":\"ID\"/; s/\"ociVersion\":\"[^\"]*\"/\"ociVersion\":\"V\"/'); }}"
+                  f" echo state=$(sed '{STATE_SED}'); }}"
                   f" > {target} 2>&1")
         config.setdefault("hooks", {}).setdefault(kind, []).append(
             {"path": path, "args": ["sh", "-c", script], "env": ["HOOKVAR=1"]})
@@ -112,8 +116,42 @@ def failing_hook(kind: str):
     return Scenario(f"failing hook {kind}", edit(fn))
 
 
+HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+HOOK_DIFFERS = {
+    "prestart": "prestart hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
+    "createRuntime": "createRuntime hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
+    "createContainer": "createContainer hooks run in the runtime's cwd; runc 1.5 runs them in the rootfs",
+    "startContainer": "the state a startContainer hook reads has the host's pid; runc 1.5 gives the pid in the "
+                      "container (1)",
+    "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",
+}
 HOOK_WORDS = ('a failing hook: "KIND hook PATH: exit status N: OUTPUT"; runc 1.5: "error running KIND hook #I: exit '
               'status N, stdout: ..., stderr: ..." (scripts match "error running KIND hook")')
+
+
+FAILING_DIFFERS = {
+    **{k: HOOK_WORDS for k in ("prestart", "createRuntime", "createContainer")},
+    "poststart": "a failing poststart hook is only logged; runc 1.5 fails start (error running poststart hook #0) "
+                 "and kills the process",
+    "startContainer": "a failing startContainer hook fails start, and delete --force then leaves the container's init "
+                      "running; runc 1.5 says error running startContainer hook #0",
+}
+
+
+def bind_file(config: dict, bundle: Path) -> None:
+    """A bind mount of a host file onto a path the rootfs lacks."""
+    Path(bundle, "f").write_text("x\n")
+    config["mounts"].append({"destination": "/etc/hostfile", "type": "bind", "source": str(bundle / "f"),
+                             "options": ["bind"]})
+    with_env(config, EXTRA="cat /etc/hostfile; stat -c %F /etc/hostfile")
+
+
+def overlay(config: dict, bundle: Path) -> None:
+    for d in ("lower", "upper", "work"):
+        os.makedirs(bundle / d)
+    Path(bundle, "lower", "l").write_text("l")
+    mount("/mnt/o", "overlay", "overlay", f"lowerdir={bundle}/lower", f"upperdir={bundle}/upper",
+          f"workdir={bundle}/work")(config, bundle)
 
 
 def flagged_source(*options: str):
@@ -149,9 +187,7 @@ ROWS = [
         "error"),
     # mounts: each type
     row("mounts/bind-directory", bind("/mnt/vol"), "extra", "mounts"),
-    row("mounts/bind-file", Scenario("bind-file", lambda c, b: (Path(b, "f").write_text("x\n"), c["mounts"].append(
-        {"destination": "/etc/hostfile", "type": "bind", "source": str(b / "f"), "options": ["bind"]}),
-        with_env(c, EXTRA="cat /etc/hostfile; stat -c %F /etc/hostfile")) and None), "extra", "mounts"),
+    row("mounts/bind-file", Scenario("bind-file", bind_file), "extra", "mounts"),
     row("mounts/rbind", Scenario("rbind", mount("/mnt/vol", "none", "@vol", "rbind")), "extra", "mounts"),
     row("mounts/bind-without-type", Scenario("bind-no-type", mount("/mnt/vol", "", "@vol", "bind")), "extra", "mounts"),
     row("mounts/tmpfs", tmpfs("/mnt/t"), "extra", "mounts"),
@@ -168,20 +204,15 @@ ROWS = [
         differs="a cgroup mount on this hybrid host: a read-only tmpfs (source cgroup) plus the cgroup2 hierarchy at "
                 "/sys/fs/cgroup/unified, the cgroups under /pyrt/ID; runc 1.5: a rw nosuid,nodev,noexec tmpfs, the v1 "
                 "hierarchies only, the cgroups at /ID"),
-    row("mounts/overlay", Scenario("overlay", lambda c, b: ([os.makedirs(b / d) for d in ("lower", "upper", "work")],
-                                                            Path(b, "lower", "l").write_text("l"),
-                                                            mount("/mnt/o", "overlay", "overlay", f"lowerdir={b}/lower",
-                                                                  f"upperdir={b}/upper", f"workdir={b}/work")(c, b))
-                                   and None), "extra", "mounts"),
+    row("mounts/overlay", Scenario("overlay", overlay), "extra", "mounts"),
     row("mounts/unknown-type", Scenario("nosuchfs", mount("/mnt/x", "nosuchfs", "x")), "error"),
     # mounts: options on a bind mount
     *(row(f"mounts/bind-{opt}", bind("/mnt/vol", opt), "extra", "mounts") for opt in
       ("ro", "nosuid", "nodev", "noexec", "noatime", "nodiratime", "strictatime", "relatime", "nosymfollow",
        "rro", "rnosuid", "rnoexec", "rnodev", "rnoatime", "rprivate", "rshared", "rslave", "runbindable", "private",
        "shared", "slave", "unbindable")),
-    row("mounts/bind-rw-under-a-ro-bind", Scenario("bind-ro-rw", mounts_of(("/mnt/a", "bind", "@vol", "bind", "ro"),
-                                                                           ("/mnt/a/sub", "bind", "@vol", "bind", "rw"))),
-        "error"),
+    row("mounts/bind-rw-under-a-ro-bind", Scenario("bind-ro-rw", mounts_of(
+        ("/mnt/a", "bind", "@vol", "bind", "ro"), ("/mnt/a/sub", "bind", "@vol", "bind", "rw"))), "error"),
     row("mounts/bind-options-clear-the-source's-flags", Scenario("bind-clear", flagged_source(
         "rw", "suid", "dev", "exec", "atime"), deleted=unmount_source), "mounts",
         differs="bind options that clear a flag (rw, suid, dev, exec, atime) leave the source mount's flag set; "
@@ -197,7 +228,8 @@ ROWS = [
     row("mounts/remount-option", tmpfs("/mnt/t", "remount"), "stage"),
     # mounts: destinations
     row("mounts/destination-nested-missing", bind("/a/b/c"), "extra", "mounts"),
-    row("mounts/destination-relative", Scenario("dest-relative", mount("mnt/rel", "tmpfs", "tmpfs")), "extra", "mounts"),
+    row("mounts/destination-relative", Scenario("dest-relative", mount("mnt/rel", "tmpfs", "tmpfs")), "extra",
+        "mounts"),
     row("mounts/destination-through-symlink", Scenario("dest-symlink", mount("/link/x", "tmpfs", "tmpfs"),
                                                        rootfs=symlink("/link", "/real", "/real")), "extra", "mounts"),
     row("mounts/destination-absolute-symlink-escape", Scenario("dest-escape", mount("/esc/x", "tmpfs", "tmpfs"),
@@ -224,23 +256,9 @@ ROWS = [
         "linux"]["namespaces"].append({"type": "uts", "path": "/proc/self/ns/uts"}), c.update(hostname=os.uname(
         ).nodename)))), "stage", differs="a hostname in a joined UTS namespace is refused; runc 1.5 sets it"),
     # hooks: where and with what each kind runs
-    *(row(f"hooks.{kind}", hook(kind), "host.hooks", "extra", **({"differs": d} if (d := {
-        "prestart": "prestart hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
-        "createRuntime": "createRuntime hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
-        "createContainer": "createContainer hooks run in the runtime's cwd; runc 1.5 runs them in the rootfs",
-        "startContainer": "the state a startContainer hook reads has the host's pid; runc 1.5 gives the pid in the "
-                          "container (1)",
-        "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",
-    }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-                                         "poststop")),
-    *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", f"words:error running {kind} hook #0", **({"differs": d} if (d := {
-        **{k: HOOK_WORDS for k in ("prestart", "createRuntime", "createContainer")},
-        "poststart": "a failing poststart hook is only logged; runc 1.5 fails start (error running poststart hook "
-                     "#0) and kills the process",
-        "startContainer": "a failing startContainer hook fails start, and delete --force then leaves the container's "
-                          "init running; runc 1.5 says error running startContainer hook #0",
-    }.get(kind)) else {})) for kind in ("prestart", "createRuntime", "createContainer", "startContainer", "poststart",
-                                         "poststop")),
+    *(row(f"hooks.{kind}", hook(kind), "host.hooks", "extra", differs=HOOK_DIFFERS.get(kind)) for kind in HOOKS),
+    *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", f"words:error running {kind} hook #0",
+          differs=FAILING_DIFFERS.get(kind)) for kind in HOOKS),
     row("hooks/timeout", Scenario("hook-timeout", edit(lambda c: c.update(hooks={"createRuntime": [
         {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error",
         "words:error running createRuntime hook #0: hook ran past specified timeout of 1.0s",

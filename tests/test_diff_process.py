@@ -22,6 +22,7 @@ def user(**fields):
     return edit(lambda c: c["process"]["user"].update(fields))
 
 
+NOBODY = {"uid": 65534, "gid": 65534}
 NICE = {k: ["CAP_SYS_NICE"] for k in ("bounding", "effective", "permitted")}
 
 
@@ -78,8 +79,7 @@ ROWS = [
         differs="duplicate env keys both reach the process; runc 1.5 keeps the last"),
     row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env",
         differs="an empty HOME= is kept; runc 1.5 fills it from /etc/passwd"),
-    row("env/HOME-from-passwd-for-uid", Scenario("env-home-nobody", proc(env=["PATH=/bin"],
-                                                                                 user={"uid": 65534, "gid": 65534})), "env"),
+    row("env/HOME-from-passwd-for-uid", Scenario("env-home-nobody", proc(env=["PATH=/bin"], user=NOBODY)), "env"),
     row("env/no-PATH", Scenario("env-no-path", proc(env=["A=1"], args=["/bin/sh", "-c", "tr '\\0' '\\n' "
                                                                      "</proc/$$/environ"])), "rc", "stdout"),
     row("env/not-KEY=VALUE", Scenario("env-bad", proc(env=["JUSTKEY"])), "error"),
@@ -88,7 +88,7 @@ ROWS = [
     row("cwd/missing-is-created", Scenario("cwd-missing", proc(cwd="/tmp/a/b")), "cwd"),
     row("cwd/relative", Scenario("cwd-relative", proc(cwd="tmp")), "error"),
     row("cwd/a-file", Scenario("cwd-file", proc(cwd="/etc/passwd")), "error"),
-    row("cwd/root-only-dir-as-nobody", Scenario("cwd-root-only", extra("", cwd="/root", user={"uid": 65534, "gid": 65534}),
+    row("cwd/root-only-dir-as-nobody", Scenario("cwd-root-only", extra("", cwd="/root", user=NOBODY),
                                                 rootfs=lambda r: (r / "root").chmod(0o700)), "rc", "cwd",
         differs="a cwd only root can enter, for a non-root user: the process exits 126 without a word; runc 1.5 "
                 "enters it before dropping privileges"),
