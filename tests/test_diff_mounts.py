@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -171,6 +173,26 @@ def unmount_source(bundle: Path) -> dict:
     return {}
 
 
+def hostname_in_joined_uts(config: dict, bundle: Path) -> None:
+    """Join the UTS namespace of a process started here (never the host's) and name it."""
+    holder = subprocess.Popen(["unshare", "--uts", "sleep", "60"])
+    (bundle / "holder").write_text(str(holder.pid))
+    for _ in range(100):
+        if os.readlink(f"/proc/{holder.pid}/ns/uts") != os.readlink("/proc/self/ns/uts"):
+            break
+        time.sleep(0.01)
+    without_ns("uts")(config)
+    config["linux"]["namespaces"].append({"type": "uts", "path": f"/proc/{holder.pid}/ns/uts"})
+    config["hostname"] = "joined.example"
+
+
+def stop_uts_holder(bundle: Path) -> dict:
+    pid = int((bundle / "holder").read_text())
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return {}
+
+
 def without_ns(kind: str):
     def fn(config: dict) -> None:
         config["linux"]["namespaces"] = [n for n in config["linux"]["namespaces"] if n["type"] != kind]
@@ -251,10 +273,12 @@ ROWS = [
     row("hostname", Scenario("hostname", edit(lambda c: c.update(hostname="h.example"))), "uts"),
     row("domainname", Scenario("domainname", edit(lambda c: c.update(domainname="example.org"))), "uts"),
     row("hostname/none-keeps-the-host's", Scenario("no-hostname", edit(lambda c: c.pop("hostname"))), "stage"),
-    row("hostname/without-uts-namespace", Scenario("hostname-no-uts", edit(without_ns("uts"))), "error"),
-    row("hostname/joined-uts-namespace", Scenario("hostname-joined-uts", edit(lambda c: (without_ns("uts")(c), c[
-        "linux"]["namespaces"].append({"type": "uts", "path": "/proc/self/ns/uts"}), c.update(hostname=os.uname(
-        ).nodename)))), "stage", differs="a hostname in a joined UTS namespace is refused; runc 1.5 sets it"),
+    # (the host's own name: were it accepted, the host's hostname would not change)
+    row("hostname/without-uts-namespace", Scenario("hostname-no-uts", edit(lambda c: (without_ns("uts")(c), c.update(
+        hostname=os.uname().nodename)))), "error"),
+    row("hostname/joined-uts-namespace", Scenario("hostname-joined-uts", hostname_in_joined_uts,
+                                                  deleted=stop_uts_holder),
+        "stage", "uts", differs="a hostname in a joined UTS namespace is refused; runc 1.5 sets it"),
     # hooks: where and with what each kind runs
     *(row(f"hooks.{kind}", hook(kind), "host.hooks", "extra", differs=HOOK_DIFFERS.get(kind)) for kind in HOOKS),
     *(row(f"hooks.{kind}/failing", failing_hook(kind), "error", f"words:error running {kind} hook #0",

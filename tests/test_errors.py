@@ -6,11 +6,12 @@ runc 1.5 words it otherwise."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import pyrt_differs
+from conftest import pyrt_differs, wait_for
 
 
 def attempt(rt, bundle, command: str = "create", *extra: str, cid: str | None = None) -> subprocess.CompletedProcess:
@@ -93,7 +94,9 @@ CASES = {
     "net-sysctl-in-host-netns": (lambda c: (without_ns(c, "network"), c["linux"].update(sysctl={
         "net.ipv4.ip_forward": read("/proc/sys/net/ipv4/ip_forward")})),
                                  'linux.sysctl: "net.ipv4.ip_forward"', '"net.ipv4.ip_forward"'),
-    "hostname-without-uts": (lambda c: without_ns(c, "uts"), "hostname", "hostname"),
+    # the host's own name: a runtime that wrongly set it would change nothing
+    "hostname-without-uts": (lambda c: (without_ns(c, "uts"), c.update(hostname=os.uname().nodename)), "hostname",
+                             "hostname"),
     "bad-device-type": (lambda c: c["linux"].update(devices=[{"path": "/dev/x", "type": "x", "major": 1,
                                                                "minor": 3}]),
                         'linux.devices[0].type: unknown device type "x"', '"x"'),
@@ -147,8 +150,20 @@ STRICTER = {
     "time-namespace": (lambda c: c["linux"]["namespaces"].append({"type": "time"}),
                        'the "time" namespace is not supported by pyrt'),
     "hostname-of-a-joined-uts": (lambda c: (without_ns(c, "uts"), c["linux"]["namespaces"].append(
-        {"type": "uts", "path": "/proc/self/ns/uts"})), "cannot set the hostname of a joined uts namespace"),
+        {"type": "uts", "path": PRIVATE_UTS["path"]})), "cannot set the hostname of a joined uts namespace"),
 }
+#: A UTS namespace of this module's own (never the host's: runc 1.5 sets the hostname of a joined one).
+PRIVATE_UTS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _private_uts():
+    holder = subprocess.Popen(["unshare", "--uts", "sleep", "600"])
+    PRIVATE_UTS["path"] = f"/proc/{holder.pid}/ns/uts"
+    wait_for(lambda: os.readlink(PRIVATE_UTS["path"]) != os.readlink("/proc/self/ns/uts"), what="the holder's unshare")
+    yield
+    holder.kill()
+    holder.wait()
 
 
 def prepare(bundle, change) -> None:
