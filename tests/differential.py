@@ -277,10 +277,11 @@ def _reap(pid: int) -> None:
 def _leftovers(workdir: Path, cid: str) -> list[str]:
     """What is left of the container: state, a mount below the workdir, a cgroup, a process
     (killed here, so that nothing outlives the row)."""
-    from conftest import _leaks
+    from conftest import _leaks, reap
 
     deadline = time.monotonic() + 5
     while (leaks := _leaks(workdir, {cid})) and time.monotonic() < deadline:
+        reap()  # processes of the container we adopted and that died are zombies of ours
         time.sleep(0.05)
     for line in leaks:
         if line.startswith("process left"):

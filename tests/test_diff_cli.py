@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -133,6 +134,21 @@ def exec_in_sub_cgroup(run: Run, cid: str, state: dict) -> dict:
                 d.rmdir()
 
 
+def kill_and_count(run: Run, cid: str, state: dict) -> dict:
+    """kill KILL, then how many of the container's processes are left (its pids cgroup)."""
+    from cgroupfs import CgFiles
+
+    procs = CgFiles(state["pid"]).path("pids", "cgroup.procs", "cgroup.procs")
+    deadline = time.monotonic() + 5
+    while len(procs.read_text().split()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run("kill", cid, "KILL")
+    time.sleep(0.5)
+    left = len(procs.read_text().split()) if procs.exists() else 0
+    run("kill", "--all", cid, "KILL")
+    return {"left": left}
+
+
 def exec_while_paused(run: Run, cid: str, state: dict) -> dict:
     """pause; exec --ignore-paused in the background (its process waits, frozen); resume; the
     exec then ends. A call that hangs ends as -1 (differential.CALL_TIMEOUT)."""
@@ -243,6 +259,11 @@ ROWS = [
     row("exec/missing-executable", running("exec-missing", "exec", "ID", "nosuch"), "host.rc", "host.err"),
     row("exec/stopped", stopped("exec-stopped", "exec", "ID", "true"), "host.rc", "host.err"),
     row("exec/exit-status", running("exec-exit", "exec", "ID", "sh", "-c", "exit 7"), "host.rc"),
+    row("kill/KILL-in-the-host-pid-namespace", Scenario("kill-host-pidns", edit(lambda c: c["linux"].update(
+        namespaces=[n for n in c["linux"]["namespaces"] if n["type"] != "pid"]) or c["process"].update(
+        args=["sh", "-c", "sleep 30 & sleep 30"])), running=kill_and_count), "host.left",
+        differs="kill KILL of a container in the host's pid namespace signals only its init (its other processes "
+                "live on); runc 1.5 kills every process of the container"),
     # events, update
     row("events/--stats", running("events-stats", "events", "--stats", "ID"), "host.rc", "host.out",
         differs="events --stats: the keys and types of the stats object differ from runc 1.5's (see the row's diff)"),
@@ -253,6 +274,11 @@ ROWS = [
     row("update/-r", running("update-r", "update", "-r", "BUNDLE/resources.json", "ID",
                              files={"resources.json": '{"pids": {"limit": 30}, "memory": {"limit": 67108864}}'}),
         "host.rc", "host.err"),
+    row("update/--memory--1-with-swap", running("update-unlimited", "update", "--memory", "-1", "ID", config=lambda c:
+                                                c["linux"].update(resources={"memory": {"limit": 64 << 20,
+                                                                                        "swap": 96 << 20}})),
+        "host.rc", "host.err",
+        differs="update --memory -1 of a container with a swap limit fails; runc 1.5 lifts the limit"),
     row("update/stopped", stopped("update-stopped", "update", "--memory", "64M", "ID"), "host.rc", "host.err"),
     # features
     row("features/keys", created("features", "features"), "host.rc", "host.out",
@@ -311,3 +337,15 @@ def test_terminal_output_line_endings(differ, tmp_path):
 
     ours, runc = (terminal_output(b, tmp_path / name) for name, b in (("pyrt", BINARY), ("runc", str(RUNC_1_5))))
     assert ours == runc, (ours, runc)
+
+
+def test_list_with_a_missing_root(tmp_path):
+    """`list` when --root does not exist (yet): what a fresh host shows."""
+    from conftest import BINARY
+
+    out = {}
+    for name, binary in (("pyrt", BINARY), ("runc", str(RUNC_1_5))):
+        r = subprocess.run([binary, "--root", str(tmp_path / name / "nosuch"), "list"], capture_output=True, text=True,
+                           timeout=30)
+        out[name] = (r.returncode, r.stdout.split(), len(r.stderr.splitlines()))
+    assert out["pyrt"] == out["runc"], out

@@ -83,6 +83,10 @@ ROWS = [
     row("env/no-PATH", Scenario("env-no-path", proc(env=["A=1"], args=["/bin/sh", "-c", "tr '\\0' '\\n' "
                                                                      "</proc/$$/environ"])), "rc", "stdout"),
     row("env/not-KEY=VALUE", Scenario("env-bad", proc(env=["JUSTKEY"])), "error"),
+    # keys in another letter case (Go's JSON decoder matches them; the spec names them exactly)
+    row("keys-in-other-case", Scenario("key-case", edit(lambda c: c["process"].update(Cwd=c["process"].pop("cwd")))),
+        "stage", "cwd", differs='a key in another letter case ("Cwd") is not read (here: process.cwd is required); '
+                               "runc 1.5 (Go's JSON decoder) takes it"),
     # process.cwd
     row("cwd/tmp", Scenario("cwd-tmp", proc(cwd="/tmp")), "cwd"),
     row("cwd/missing-is-created", Scenario("cwd-missing", proc(cwd="/tmp/a/b")), "cwd"),
