@@ -576,7 +576,8 @@ static void copy_up(int lower, int mnt)
  */
 static int new_tmpfs(const char *src, unsigned long flags, const char *data)
 {
-	static const struct { unsigned long ms; const char *key; } sb[] = {   /* superblock flags */
+	/* superblock flags (MS_SILENT, MS_POSIXACL, MS_I_VERSION have no key: tmpfs needs none) */
+	static const struct { unsigned long ms; const char *key; } sb[] = {
 		{ MS_RDONLY, "ro" }, { MS_SYNCHRONOUS, "sync" }, { MS_DIRSYNC, "dirsync" },
 		{ MS_LAZYTIME, "lazytime" }, { MS_MANDLOCK, "mand" },
 	};
