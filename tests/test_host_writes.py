@@ -51,14 +51,20 @@ def host_dir_with_node(tmp_path: Path) -> Path:
 # ----------------------------------------------------------------------------- linux.devices
 
 
-def test_existing_node_in_a_host_bind_keeps_owner_and_mode(rt, bundle, tmp_path):
-    """Issue 8 §1.3: a host directory bound at /dev/host and a linux.devices entry for its node
-    with another mode and owner: the node is used as it is, the host's node is not changed."""
+@pytest.mark.parametrize("bound", ["directory", "node"])
+def test_existing_node_in_a_host_bind_keeps_owner_and_mode(rt, bundle, tmp_path, bound):
+    """Issue 8 §1.3: a host directory bound at /dev/host (or the host's node itself bound at the
+    entry's path) and a linux.devices entry for the node with another mode and owner: the node
+    is used as it is, the host's node is not changed."""
     host = host_dir_with_node(tmp_path)
     before = host_state(host)
-    add_mount(bundle, "/dev/host", "bind", host, "rbind")
-    bundle.config["linux"]["devices"] = [device("/dev/host/sdx")]
-    r, _ = attempt(rt, bundle.args("stat", "-c", "%a %u:%g %t:%T", "/dev/host/sdx"), command="run")
+    path = "/dev/host/sdx" if bound == "directory" else "/dev/sdx"
+    if bound == "directory":
+        add_mount(bundle, "/dev/host", "bind", host, "rbind")
+    else:
+        add_mount(bundle, path, "bind", host / "sdx", "bind")
+    bundle.config["linux"]["devices"] = [device(path)]
+    r, _ = attempt(rt, bundle.args("stat", "-c", "%a %u:%g %t:%T", path), command="run")
     assert (r.returncode, r.stdout) == (0, "600 0:0 fe:0\n"), r.stderr
     assert host_state(host) == before
 
