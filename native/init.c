@@ -436,10 +436,33 @@ static void step_fork(char **a)
 	}
 }
 
-/* propagation TARGET FLAGS: mount(NULL, TARGET, NULL, FLAGS) in this mount namespace. */
+/*
+ * propagation TARGET FLAGS: mount(NULL, M, NULL, FLAGS) in this mount namespace, where M is the
+ * mount that holds TARGET: TARGET itself if a mount is rooted there (else EINVAL), or the
+ * nearest one above. The climb goes by fd through "..", never by name: no symlink can send it
+ * to another mount.
+ */
 static void step_propagation(char **a)
 {
-	CHECK(mount(NULL, a[0], NULL, (unsigned long)num(a[1]), NULL));
+	unsigned long flags = (unsigned long)num(a[1]);
+	char p[64];
+	int fd = open(a[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "propagation target %s", a[0]);
+	fdpath(p, sizeof p, fd);
+	while (mount(NULL, p, NULL, flags, NULL) < 0) {
+		int err = errno, up = -1;
+		struct stat here, above;
+		if (err == EINVAL)   /* no mount is rooted here: climb, unless this is already the top */
+			up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (up < 0 || fstat(fd, &here) < 0 || fstat(up, &above) < 0
+		    || (here.st_dev == above.st_dev && here.st_ino == above.st_ino))
+			fail(err, "set the propagation of the mount holding %s", a[0]);
+		close(fd);
+		fd = up;
+		fdpath(p, sizeof p, fd);
+	}
+	close(fd);
 }
 
 /* A copy of the mount tree at FD (the whole tree if RECURSIVE), attached nowhere yet: a bind. */
