@@ -22,7 +22,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 BINARY = os.environ.get("PYRT_BIN", "pyrt")
-IS_RUNC = os.path.basename(BINARY) in ("runc", "crun")
+IS_RUNC = os.path.basename(BINARY).split("-")[0] in ("runc", "crun")  # runc-1.5 too
 BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 HELLO_BUNDLE = REPO / "bundles" / "hello-world"
 SCHEMA_DIR = Path("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema")
