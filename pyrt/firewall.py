@@ -8,6 +8,16 @@
                          its own bridge), and containers' traffic leaving the host
     taken                every published proto . port: `create element` fails if it is taken,
                          so the kernel decides which of two racing containers gets a port
+    guard                before anything else: nothing from a bridge to a loopback address
+                         (route_localnet would let a container reach the host's 127.0.0.1
+                         services, as CVE-2020-8558 did with kube-proxy; a loopback source
+                         the kernel drops itself, as one of the host's own addresses)
+    forward              into a bridge only replies, published ports (DNAT) and its own
+                         containers' traffic: with forwarding on (network.py), other hosts
+                         would otherwise reach containers' unpublished ports through the host
+
+Every rule matches only traffic from or to a pyrt bridge (the set `bridges`), or to a published
+port: the host's other traffic passes untouched.
 
 Kernel NAT, not a user-space proxy: the packets of a published port never leave the kernel
 (no proxy process per port, no copy through user space), and 127.0.0.1 works through the OUTPUT
@@ -36,10 +46,14 @@ add chain {TABLE} publish
 add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}
 add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain {TABLE} guard {{ type filter hook prerouting priority raw; policy accept; }}
+add chain {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
 flush chain {TABLE} publish
 flush chain {TABLE} prerouting
 flush chain {TABLE} output
 flush chain {TABLE} postrouting
+flush chain {TABLE} guard
+flush chain {TABLE} forward
 add rule {TABLE} prerouting fib daddr type local jump publish
 add rule {TABLE} output fib daddr type local jump publish
 add rule {TABLE} publish dnat ip to ip daddr . meta l4proto . th dport map @ipports
@@ -47,6 +61,11 @@ add rule {TABLE} publish dnat ip to meta l4proto . th dport map @ports
 add rule {TABLE} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade
 add rule {TABLE} postrouting oifname @bridges iifname @bridges ct status dnat masquerade
 add rule {TABLE} postrouting iifname @bridges oifname != @bridges masquerade
+add rule {TABLE} guard iifname @bridges ip daddr 127.0.0.0/8 drop
+add rule {TABLE} forward oifname @bridges ct state established,related accept
+add rule {TABLE} forward oifname @bridges ct status dnat accept
+add rule {TABLE} forward oifname @bridges iifname @bridges accept
+add rule {TABLE} forward oifname @bridges drop
 """
 
 
