@@ -153,14 +153,15 @@ def _gone(veth: str, ifindex: int, timeout: float = 0.1) -> None:
 def release(root: str, container_id: str) -> None:
     """Undo `setup` for a container, whatever part of it happened; idempotent."""
     root = os.path.abspath(root)
-    held = [name for name in ipam.bridges() if (pool := ipam.Pool.load(name)) and pool.find(root, container_id)]
-    if not held:
-        return
-    for name in held:  # not under the lock: others need not wait for the kernel's cleanup
+    held = []
+    for name in ipam.bridges():  # not under the lock: others need not wait for the kernel's cleanup
         pool = ipam.Pool.load(name)
         address = pool.find(root, container_id) if pool else None
         if address:
+            held.append(name)
             _gone(veth_name(address), pool.addresses[address]["veth"])
+    if not held:
+        return
     links = None
     fd = _lock()
     try:

@@ -229,7 +229,7 @@ def rt2(rt, tmp_path):
     yield other
     other.cleanup()
     rt.ids |= other.ids  # the leak check looks for their processes and nft elements too
-    assert not any((tmp_path / "state2").iterdir()) if (tmp_path / "state2").exists() else True
+    assert not other.root.exists() or not any(other.root.iterdir()), "state left under the second root"
 
 
 @pytest.mark.pyrt_only
