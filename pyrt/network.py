@@ -83,7 +83,7 @@ def _connect(root: str, container_id: str, netns: int, req: Request, links: Link
         if req.ports or not pool.link["ready"]:
             from pyrt import firewall
 
-            firewall.publish(req.bridge, address, req.ports, container_id, not pool.link["ready"])
+            firewall.publish(req.bridge, address, req.ports, container_id, not pool.link["ready"], fd)
         if not pool.link["ready"]:
             pool.link["ready"] = True
             pool.save()
@@ -179,7 +179,7 @@ def release(root: str, container_id: str) -> None:
             if entry["ports"] or last:
                 from pyrt import firewall
 
-                firewall.release(address, name if last else None)
+                firewall.release(address, name if last else None, fd)
             if last and pool.link and bridge.index(name) == pool.link["index"]:
                 links = links or Links()
                 links.remove(name, pool.link["index"])
