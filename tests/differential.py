@@ -13,7 +13,6 @@ wait for the exit, `delete`. Observations are cached per scenario for the sessio
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from cgroupfs import UNIFIED
+from cgroupfs import UNIFIED, v1_mounts
 from conftest import BINARY, BUSYBOX_ROOTFS, RUNC_1_5, base_config
 
 #: What the container's process prints of itself, one `== name` block per observable. $$ is
@@ -46,7 +45,6 @@ echo "== cgroup"; cat /proc/$$/cgroup
 echo "== ns"; ls -l /proc/$$/ns | sed -n 's/.* \([a-z_]*\) -> \(.*\)/\1 \2/p'
 echo "== fds"; ls -C /proc/$$/fd
 echo "== dev"; ls -lan /dev | sed 1d | awk '{print $1, $3, $4, $5, $6, $NF}' | grep -v ' [.]*$'
-echo "== pid"; echo $$
 echo "== sysctl"; for k in $SYSCTLS; do echo "$k=$(cat /proc/sys/$(echo $k | tr . /) 2>&1)"; done
 echo "== extra"; [ -z "$EXTRA" ] || eval "$EXTRA" 2>&1
 echo "== end"
@@ -111,7 +109,6 @@ class Scenario:
     edit: Callable[[dict, Path], None] = lambda config, bundle: None
     rootfs: Callable[[Path], None] | None = None
     create_args: tuple[str, ...] = ()
-    start_args: tuple[str, ...] = ()
     created: Callable[[Run, str, dict], dict] | None = None
     running: Callable[[Run, str, dict], dict] | None = None
     deleted: Callable[[Path], dict] | None = None
@@ -223,7 +220,7 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
         state = json.loads(run("state", cid).stdout)
         if scenario.created:
             host.update(scenario.created(run, cid, state))
-        r = run("start", *scenario.start_args, cid)
+        r = run("start", cid)
         if r.returncode != 0:
             obs = Observation("start", r.returncode, r.stdout, r.stderr, state=state, host=host)
             return obs
@@ -258,8 +255,8 @@ def _thaw(pid: int) -> None:
     for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if os.path.exists(f"/proc/{pid}") else ():
         hid, controllers, path = line.split(":", 2)
         with contextlib.suppress(OSError):
-            if "freezer" in controllers.split(","):
-                Path(f"/sys/fs/cgroup/freezer{path}/freezer.state").write_text("THAWED")
+            if "freezer" in controllers.split(",") and "freezer" in v1_mounts():
+                (v1_mounts()["freezer"] / path.lstrip("/") / "freezer.state").write_text("THAWED")
             elif hid == "0":
                 (UNIFIED / path.lstrip("/") / "cgroup.freeze").write_text("0")
     time.sleep(0.2)
@@ -303,9 +300,12 @@ class Differ:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.cache: dict[str, tuple[Observation, Observation]] = {}
+        self.scenarios: dict[str, Scenario] = {}
 
     def __call__(self, scenario: Scenario) -> tuple[Observation, Observation]:
-        """(pyrt's observation, runc 1.5's)."""
+        """(pyrt's observation, runc 1.5's). A name is one scenario: the rows that share it share
+        its runs."""
+        assert self.scenarios.setdefault(scenario.name, scenario) == scenario, f"two scenarios named {scenario.name}"
         if scenario.name not in self.cache:
             self.cache[scenario.name] = tuple(observe(binary, self.base / who, scenario)
                                               for who, binary in (("pyrt", BINARY), ("runc", str(RUNC_1_5))))
@@ -320,10 +320,6 @@ def edit(fn: Callable[[dict], None]) -> Callable[[dict, Path], None]:
 def with_env(config: dict, **env: str) -> None:
     config["process"]["env"] = [e for e in config["process"]["env"] if e.split("=")[0] not in env]
     config["process"]["env"] += [f"{k}={v}" for k, v in env.items()]
-
-
-def copy_config(config: dict) -> dict:
-    return copy.deepcopy(config)
 
 
 def value(obs: Observation, key: str):
