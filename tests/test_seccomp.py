@@ -1,8 +1,9 @@
 """linux.seccomp: filters applied for real on the real kernel, through the command line.
 
-Shared tests hold for runc too (PYRT_BIN=runc); pyrt-only ones cover what runc 1.1 does
-differently (seccomp flags, refusing a seccomp agent, errnoRet on an action without an errno)
-and pyrt's own promises (the program saved for exec, libseccomp loaded only when needed).
+Shared tests hold for runc 1.5 too (PYRT_BIN=runc); pyrt-only ones cover what runc 1.5 does
+differently (refusing a seccomp agent, errnoRet on an action without an errno, the archs in
+features; docs/runc-differences.md) and pyrt's own promises (the program saved for exec,
+libseccomp loaded only when needed).
 """
 
 from __future__ import annotations
