@@ -112,6 +112,7 @@ class Scenario:
     created: Callable[[Run, str, dict], dict] | None = None
     running: Callable[[Run, str, dict], dict] | None = None
     deleted: Callable[[Path], dict] | None = None
+    timeout: float = 20  # seconds for create, and for the process to exit
 
 
 def normalize_mountinfo(text: str, bundle: Path) -> str:
@@ -170,8 +171,9 @@ def _wait_exit(pid: int, timeout: float) -> int:
     raise AssertionError(f"container process {pid} did not exit in {timeout} s")
 
 
-def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20) -> Observation:
+def observe(binary: str, workdir: Path, scenario: Scenario) -> Observation:
     """Run one scenario under one runtime in `workdir` (bundle, rootfs copy, state root)."""
+    timeout = scenario.timeout
     bundle, state_root = workdir / "bundle", workdir / "state"
     shutil.rmtree(workdir, ignore_errors=True)
     bundle.mkdir(parents=True)
@@ -210,8 +212,13 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
     obs = None
     try:
         with open(bundle / "stdout", "w") as out, open(bundle / "stderr", "w+") as err:
-            r = subprocess.run([*rt, "create", "--bundle", str(bundle), *scenario.create_args, cid],
-                               stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout, cwd="/")
+            try:
+                r = subprocess.run([*rt, "create", "--bundle", str(bundle), *scenario.create_args, cid],
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout, cwd="/")
+            except subprocess.TimeoutExpired:
+                hung.append("create")
+                r = subprocess.CompletedProcess([], -1)
+                err.write("timed out: create")
             err.seek(0)
             create_err = err.read()
         if r.returncode != 0:
@@ -241,7 +248,7 @@ def observe(binary: str, workdir: Path, scenario: Scenario, timeout: float = 20)
         run("delete", "--force", cid)
         if obs and obs.state:
             _reap(obs.state["pid"])
-        if obs and scenario.deleted:
+        if scenario.deleted:  # also after a failure: it may have host-side things to undo
             host.update(scenario.deleted(bundle))
         leaks = _leftovers(workdir, cid)
         if obs:

@@ -6,12 +6,15 @@ today (docs/runc-differences.md); the fix removes the mark."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
 
 import pytest
-from cgroupfs import CgFiles
+from cgroupfs import UNIFIED, CgFiles, v1_mounts
+from conftest import wait_for
 from differential import Scenario, compare, edit, row, with_env
 
 pytestmark = pytest.mark.differential
@@ -85,6 +88,37 @@ def cgroup_files(*files: tuple[str, str]):
                 out[name] = f"<{e.strerror}>"
         return {"cgroup": "\n".join(f"{k}={v}" for k, v in out.items())}
     return fn
+
+
+def frozen_cgroup(config: dict, bundle: Path) -> None:
+    """cgroupsPath names a v1 freezer cgroup made and frozen here first (an engine's leftover)."""
+    name = f"h7frozen{os.getpid()}{len(os.listdir(bundle.parent.parent))}"
+    (bundle / "cgroup-name").write_text(name)
+    frozen = v1_mounts()["freezer"] / name
+    frozen.mkdir()
+    (frozen / "freezer.state").write_text("FROZEN")
+    config["linux"]["cgroupsPath"] = f"/{name}"
+
+
+def thaw_frozen_cgroup(bundle: Path) -> dict:
+    """Thaw it, end what is in it, remove it (and what the runtime left of that name)."""
+    name = (bundle / "cgroup-name").read_text()
+    left = []
+    freezer = v1_mounts()["freezer"]
+    with contextlib.suppress(OSError):  # runc removes it
+        (freezer / name / "freezer.state").write_text("THAWED")
+    for root in sorted({*v1_mounts().values(), UNIFIED}):
+        path = root / name
+        if not path.is_dir():
+            continue
+        if root != freezer:
+            left.append(root.name)
+        for pid in (path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda p=path: not (p / "cgroup.procs").read_text().split(), timeout=10, what=f"{path} empty")
+        path.rmdir()
+    return {"left": " ".join(left)}
 
 
 def cgroup_paths(run, cid: str, state: dict) -> dict:
@@ -232,6 +266,10 @@ ROWS = [
     row("cgroupsPath/relative", Scenario("cgpath-relative", linux(cgroupsPath="h7diffcg"), created=cgroup_paths),
         "stage", "host.paths", differs="a relative cgroupsPath is placed under /pyrt/; runc 1.5 places it at the "
                                        "hierarchy's root (v1: below its own cgroup where that is not the root)"),
+    row("cgroupsPath/an-already-frozen-cgroup", Scenario("cgpath-frozen", frozen_cgroup, deleted=thaw_frozen_cgroup,
+                                                                 timeout=5),
+        "error", "host.left", differs="create into a cgroup that is already frozen hangs (pyrt-init cannot run); "
+                                      "runc 1.5 refuses it"),
     # linux.sysctl
     row("sysctl/namespaced", Scenario("sysctl", edit(lambda c: (c["linux"].update(sysctl={
         "net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "20",
