@@ -92,9 +92,9 @@ def test_io_max_throttles_reads(rt, bundle):
     rt.ok("delete", cid)
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1  # runc 1.1 still uses the linear cpu.weight formula
 def test_v2_conversions_and_unified(rt, bundle):
-    """The v1 -> v2 conversions and `unified` keys, as files (one container for all)."""
+    """The v1 -> v2 conversions and `unified` keys, as files (one container for all); runc 1.5's."""
     bundle.config["linux"]["resources"] = {
         "memory": {"limit": 32 << 20, "swap": 48 << 20, "reservation": 8 << 20},
         "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"},
