@@ -238,7 +238,7 @@ ROWS = [
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
         "host.err", differs="exec --tty whose stdio is not a terminal (and no --console-socket) runs; runc 1.5 "
                             "exits 255"),
-    row("exec/--detach+--pid-file", running("exec-detach", "exec", "--detach", "--pid-file", "/tmp/h7-pidfile", "ID",
+    row("exec/--detach+--pid-file", running("exec-detach", "exec", "--detach", "--pid-file", "BUNDLE/exec.pid", "ID",
                                             "sleep", "1"), *OUT),
     row("exec/--preserve-fds", running("exec-preserve", "exec", "--preserve-fds", "0", "ID", "true"), *OUT),
     row("exec/--cgroup-missing", running("exec-cgroup-missing", "exec", "--cgroup", "sub", "ID", "true"), "host.rc",
