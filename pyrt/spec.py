@@ -336,6 +336,7 @@ def _process(p: _Reader) -> Process:
     p.refuse("ioPriority", "process.ioPriority")
     p.refuse("scheduler", "process.scheduler")
     p.refuse("execCPUAffinity", "process.execCPUAffinity")
+    p.refuse("commandLine", "process.commandLine (Windows)")
     return proc
 
 

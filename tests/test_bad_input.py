@@ -147,6 +147,7 @@ def host_domainname():
     assert after == before, "the host's domainname changed"
 
 
+@pytest.mark.not_runc_1_1
 def test_domainname_without_a_uts_namespace_is_refused(rt, bundle, host_domainname):
     without_ns(bundle.config, "uts")
     bundle.config.pop("hostname")
@@ -155,6 +156,7 @@ def test_domainname_without_a_uts_namespace_is_refused(rt, bundle, host_domainna
     assert "unable to set domainname without a private UTS namespace" in refused(rt, bundle, command="run")
 
 
+@pytest.mark.not_runc_1_1
 def test_domainname_in_a_new_uts_namespace(rt, bundle, host_domainname):
     bundle.config["domainname"] = "pyrt-test.invalid"
     bundle.args("cat", "/proc/sys/kernel/domainname").write()
@@ -361,6 +363,7 @@ def test_ten_thousand_env_entries(rt, bundle):
 # ----------------------------------------------------------------------------- 3 personality, mappings
 
 
+@pytest.mark.not_runc_1_1
 def test_personality_linux32(rt, bundle):
     bundle.config["linux"]["personality"] = {"domain": "LINUX32"}
     bundle.args("sleep", "1000")
@@ -377,6 +380,7 @@ def test_personality_linux(rt, bundle):
     assert ran(rt, bundle) == f"{os.uname().machine}\n"
 
 
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("personality", [{"domain": "FOO"}, {"domain": ""}, {}])
 def test_unknown_personality_domain(rt, bundle, personality):
     bundle.config["linux"]["personality"] = personality
@@ -408,6 +412,7 @@ def test_names_longer_than_the_kernel_takes(rt, bundle):
         assert "hostname: longer than the kernel's 64 bytes" in line
 
 
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("major,minor", [(4096, 1), (1, 1 << 20)])
 def test_device_numbers_beyond_the_kernels(rt, bundle, major, minor):
     bundle.config["linux"]["devices"] = [{"path": "/dev/xx", "type": "c", "major": major, "minor": minor}]
@@ -434,6 +439,7 @@ def test_unwritable_log_file_still_one_line(rt):
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
+@pytest.mark.not_runc_1_1
 def test_unwritable_log_file_and_a_usage_error(rt):
     """Usage text on stderr starts with the usage error (the log record is for the log only)."""
     r = rt("--log", "/nonexistent/dir/log", "kill", "--bogus", "c1")

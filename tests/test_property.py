@@ -35,7 +35,8 @@ pytestmark = pytest.mark.pyrt_only
 #: PYRT_PROPERTY_SCALE=N: N times the examples, randomized, a failure reported unshrunk (shrinking
 #: cases of 50-100 ms each takes long): a longer search than `make test`'s
 SCALE = int(os.environ.get("PYRT_PROPERTY_SCALE", "1"))
-SETTINGS = dict(phases=tuple(Phase) if SCALE == 1 else (Phase.generate,), derandomize=SCALE == 1, deadline=None, database=None, print_blob=True,
+SETTINGS = dict(phases=tuple(Phase) if SCALE == 1 else (Phase.generate,), derandomize=SCALE == 1, deadline=None,
+                database=None, print_blob=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                        HealthCheck.data_too_large])
 
