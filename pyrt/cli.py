@@ -484,7 +484,7 @@ def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
 
     spec = _load_spec(args[0] if args else ".")
     namespaces.check(spec)
-    cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"])
+    cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"], g.root)
     profile = None
     if spec.seccomp is not None:
         from pyrt import seccomp

@@ -52,9 +52,10 @@ class Init:
         self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
 
     @classmethod
-    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3) -> Init:
-        """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`) and make it
-        execute pyrt-init; it waits for go() before reading the plan."""
+    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3,
+              cgroup_dir: str = "") -> Init:
+        """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`, the directory
+        `cgroup_dir`) and make it execute pyrt-init; it waits for go() before reading the plan."""
         from pyrt._native import ffi, lib
 
         pair = ffi.new("int[2]")
@@ -70,6 +71,15 @@ class Init:
             pidfd = ffi.new("int *", -1)
             keep = ffi.new("int[]", keep_fds) if keep_fds else ffi.NULL
             pid = lib.pyrt_spawn(clone_flags, cgroup_fd, exe, theirs, plan, keep, len(keep_fds), pidfd)
+            if pid > 0 and cgroup_fd >= 0 and _killed_at_birth(pid):
+                # Linux (6.x) kills a child cloned into a cgroup whose cgroup.kill count differs
+                # from the parent's own cgroup's (one that had cgroup.kill written): clone into
+                # ours instead and move it, before it does anything (it waits for "go")
+                os.close(pidfd[0])
+                os.waitpid(pid, 0)
+                pid = lib.pyrt_spawn(clone_flags, -1, exe, theirs, plan, keep, len(keep_fds), pidfd)
+                if pid > 0:
+                    _move(pid, pidfd[0], cgroup_dir)
         except BaseException:
             os.close(ours)
             raise
@@ -83,7 +93,10 @@ class Init:
         return cls(pid, pidfd[0], ours, steps)
 
     def go(self) -> None:
-        os.write(self.sock, b"go")
+        try:
+            os.write(self.sock, b"go")
+        except OSError:  # it is gone already
+            raise PyrtError(f"unable to start container process: {self._gone()}") from None
 
     def _messages(self):
         while True:
@@ -91,9 +104,26 @@ class Init:
                 data = os.read(self.sock, 16384)
             except InterruptedError:
                 continue
+            except ConnectionResetError:  # it died before reading what we sent
+                return
             if not data:
                 return
             yield data.split(b"\0")
+
+    def _gone(self) -> str:
+        """How the init ended (it closed its end of the socket without a word), for the error."""
+        import select
+
+        select.select([self.pidfd], [], [], 2)
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except OSError:  # not our child (exec's, after its fork)
+            info = None
+        if info is None:
+            return "container init exited unexpectedly"
+        if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            return f"container init was killed by signal {info.si_status}"
+        return f"container init exited unexpectedly with status {info.si_status}"
 
     def _error(self, fields: list[bytes]) -> PyrtError:
         index, err, detail = int(fields[1]), int(fields[2]), fields[3].decode(errors="replace")
@@ -120,7 +150,7 @@ class Init:
             elif kind == until:
                 return
         if until:
-            raise PyrtError("unable to start container process: container init exited unexpectedly")
+            raise PyrtError(f"unable to start container process: {self._gone()}")
 
     def close(self) -> None:
         if self.sock >= 0:
@@ -143,6 +173,36 @@ class Init:
             pass
         self.reap.append(self.pid)
         self.close()
+
+
+def _killed_at_birth(pid: int) -> bool:
+    """Whether the kernel killed a child within clone3 itself: a SIGKILL pending for the whole
+    process (ShdPnd: it stays there, from birth to zombie) before it ran at all."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"ShdPnd:"):
+                    return bool(int(line.split()[1], 16) & (1 << 8))
+    except OSError:
+        pass
+    return False
+
+
+def _move(pid: int, pidfd: int, cgroup_dir: str) -> None:
+    """Move a child (still waiting for "go") into its cgroup2 directory; killed on failure."""
+    import signal
+
+    try:
+        fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.close(pidfd)
+        os.waitpid(pid, 0)
+        raise PyrtError(f"move pyrt-init into {cgroup_dir}: {os.strerror(e.errno).lower()}") from None
 
 
 def _pidfd_reopen(old: int, pid: int) -> int:
