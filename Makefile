@@ -3,6 +3,8 @@
 #   make demo    install everything, build the Go hello-world bundle, run it (the main job)
 #   make test    install everything, build the bundles, run the test suite
 #   make bench   pyrt beside runc: run, create+start+delete, state; network setup, HTTP ratios
+#   make image-demo  the seed's path: podman build the Containerfile, then podman save | pyrt unpack |
+#                pyrt run -p 8080:8080, and podman --runtime pyrt run -p 8080:8080
 #
 # pyrt is installed into a virtual environment ($(VENV)) and started through $(BIN), a
 # launcher that names the venv's interpreter with -IS (no site scan: ~15 ms per call saved).
@@ -15,12 +17,13 @@ SYSPY    ?= /usr/bin/python3
 GO       ?= go
 PKGS     := build-essential python3-venv python3-dev libcap-dev libseccomp-dev busybox-static \
             golang-go curl runc iproute2 iptables nftables qemu-system-x86 golang-github-opencontainers-specs-dev \
-            podman containerd uidmap strace
+            podman containerd uidmap umoci containernetworking-plugins catatonit strace
 BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install dev native bundles demo test test-cgroup2 cgroup2-tests bench lint clean
+.PHONY: all deps install dev native bundles demo image-demo test test-cgroup2 cgroup2-tests bench bench-unpack lint \
+	clean
 
 all: install bundles
 
@@ -82,6 +85,12 @@ demo: install bundles
 	@echo "pyrt: serving bundles/hello-world; try: curl http://127.0.0.1:8080/   (Ctrl-C stops it)"
 	$(BIN) run -p 8080:8080 bundles/hello-world
 
+# The seed's `docker build` + `docker run -p 8080:8080`, offline: podman builds
+# bundles/hello-world/Containerfile; the image runs through `pyrt unpack` + `pyrt run -p`, then
+# through `podman --runtime pyrt run -p`. Private podman store and network, all removed at the end.
+image-demo: install bundles
+	$(PY) tools/image_demo.py --pyrt $(BIN)
+
 test: install bundles
 	$(PY) -m ruff check pyrt tests bench
 	$(PY) -P -m pytest -q -m 'not cgroup2' tests
@@ -104,6 +113,10 @@ cgroup2-tests:
 bench: install bundles
 	$(PY) bench/bench.py
 	$(PY) bench/network.py
+
+# pyrt unpack beside umoci unpack on a ~100 MB image made from the host's files
+bench-unpack: install
+	$(PY) bench/unpack.py --pyrt $(BIN)
 
 lint:
 	$(PY) -m ruff check pyrt tests bench

@@ -171,9 +171,68 @@ static void fdpath(char *buf, size_t size, int fd)
 	snprintf(buf, size, "/proc/self/fd/%d", fd);
 }
 
+/* ------------------------------------------------------------------ the container's own mounts */
+
+/*
+ * pyrt-init creates device nodes, symlinks, /dev/console and the parents of these only on
+ * the container's own mounts: the rootfs mount and the tmpfs mounts it made itself (their ids
+ * are recorded as they are made, see new_tmpfs). Any other mount is a bind of a host path or
+ * a filesystem that lives on the host (an overlay with a host upperdir, a disk, devtmpfs):
+ * creating there would change the host. Mount targets and cwd are the exception, as in runc
+ * and Docker: config.json asks for them (a volume nested in another volume).
+ */
+#ifndef STATX_MNT_ID_UNIQUE
+#define STATX_MNT_ID_UNIQUE 0x4000U   /* Linux 6.8: ids never reused */
+#endif
+#define OWN 0x100   /* open_in_root's create: only on the container's own mounts (else EXDEV) */
+
+static struct {
+	unsigned long long *ids;   /* the tmpfs mounts pyrt-init made */
+	size_t n;
+} own;
+
+static unsigned long long mount_id(int fd)
+{
+	struct statx sx;
+	if (statx(fd, "", AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW, STATX_MNT_ID | STATX_MNT_ID_UNIQUE, &sx) < 0)
+		fail(errno, "statx");
+	if (!(sx.stx_mask & (STATX_MNT_ID | STATX_MNT_ID_UNIQUE)))
+		fail(ENOSYS, "statx gives no mount id (Linux 5.8 or later is needed)");
+	return sx.stx_mnt_id;
+}
+
+static void add_own_mount(int fd)
+{
+	unsigned long long *ids = realloc(own.ids, (own.n + 1) * sizeof *ids);
+	if (!ids)
+		fail(ENOMEM, NULL);
+	ids[own.n++] = mount_id(fd);
+	own.ids = ids;
+}
+
+/* Is the directory FD on the rootfs mount or on a tmpfs pyrt-init made? */
+static int is_own_mount(int fd)
+{
+	unsigned long long id = mount_id(fd);
+	if (id == mount_id(ctx.root))
+		return 1;
+	for (size_t i = 0; i < own.n; i++)
+		if (own.ids[i] == id)
+			return 1;
+	return 0;
+}
+
+/* PATH would be created on a mount that is not the container's own. */
+static void __attribute__((noreturn)) not_own(const char *what, const char *path)
+{
+	fail(0, "%s %s: not on the rootfs or a tmpfs of the container (a mount of a host path?): "
+	     "pyrt creates nothing there", what, path);
+}
+
 /*
  * Open PATH inside the root without ever leaving it (RESOLVE_IN_ROOT), creating missing
- * directories on the way. With create == 'f' the last component is created as an empty file.
+ * directories on the way. With create == 'f' the last component is created as an empty file;
+ * with OWN added, only on the container's own mounts (else EXDEV: nothing is created).
  * Each component is created with mkdirat() on a verified parent fd, so a racing symlink swap
  * cannot redirect the creation outside the root (CVE-2024-45310). A dangling symlink on the way
  * (unless resolve forbids symlinks) is followed as runc does: its target is made, inside the root.
@@ -236,7 +295,12 @@ static int open_in_root_(const char *path, int flags, unsigned long long resolve
 		int next = openat2_(ctx.root, buf, last ? flags : O_PATH | O_DIRECTORY, resolve);
 		if (next < 0 && errno == ENOENT) {
 			int rc;
-			if (last && create == 'f') {
+			if ((create & OWN) && !is_own_mount(parent)) {
+				close(parent);
+				errno = EXDEV;
+				return -1;
+			}
+			if (last && (create & ~OWN) == 'f') {
 				rc = openat2_(parent, comp, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW, RESOLVE_BENEATH);
 				if (rc >= 0)
 					close(rc);
@@ -263,7 +327,8 @@ static int open_in_root_(const char *path, int flags, unsigned long long resolve
 	}
 }
 
-/* Open the parent directory of PATH inside the root (no symlinks) and return the last name. */
+/* Open the parent directory of PATH inside the root (no symlinks) and return the last name;
+ * missing directories are made on the container's own mounts only. */
 static int open_parent(const char *path, const char **base)
 {
 	static char buf[PATH_MAX];
@@ -278,7 +343,7 @@ static int open_parent(const char *path, const char **base)
 	}
 	*slash = '\0';
 	*base = slash + 1;
-	return open_in_root(buf, O_PATH | O_DIRECTORY, NO_LINKS, 'd');
+	return open_in_root(buf, O_PATH | O_DIRECTORY, NO_LINKS, 'd' | OWN);
 }
 
 /* The container's /dev/null, verified to be the null device, to mask files with. */
@@ -371,18 +436,59 @@ static void step_fork(char **a)
 	}
 }
 
-/* propagation TARGET FLAGS: mount(NULL, TARGET, NULL, FLAGS) in this mount namespace. */
+/*
+ * propagation TARGET FLAGS: mount(NULL, M, NULL, FLAGS) in this mount namespace, where M is the
+ * mount that holds TARGET: TARGET itself if a mount is rooted there (else EINVAL), or the
+ * nearest one above. The climb goes by fd through "..", never by name: no symlink can send it
+ * to another mount.
+ */
 static void step_propagation(char **a)
 {
-	CHECK(mount(NULL, a[0], NULL, (unsigned long)num(a[1]), NULL));
+	unsigned long flags = (unsigned long)num(a[1]);
+	char p[64];
+	int fd = open(a[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "propagation target %s", a[0]);
+	fdpath(p, sizeof p, fd);
+	while (mount(NULL, p, NULL, flags, NULL) < 0) {
+		int err = errno, up = -1;
+		struct stat here, above;
+		if (err == EINVAL)   /* no mount is rooted here: climb, unless this is already the top */
+			up = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+		if (up < 0 || fstat(fd, &here) < 0 || fstat(up, &above) < 0
+		    || (here.st_dev == above.st_dev && here.st_ino == above.st_ino))
+			fail(err, "set the propagation of the mount holding %s", a[0]);
+		close(fd);
+		fd = up;
+		fdpath(p, sizeof p, fd);
+	}
+	close(fd);
 }
 
-/* root PATH: bind the rootfs onto itself (pivot_root needs a mount point) and keep an fd. */
+/* A copy of the mount tree at FD (the whole tree if RECURSIVE), attached nowhere yet: a bind. */
+static int clone_tree(int fd, int recursive)
+{
+	int mnt = (int)syscall(SYS_open_tree, fd, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH |
+			       (recursive ? AT_RECURSIVE : 0));
+	CHECK(mnt);
+	return mnt;
+}
+
+/* Attach the detached mount MNT on the directory or file DST (both fds: no path to swap). */
+static void attach(int mnt, int dst)
+{
+	CHECK(syscall(SYS_move_mount, mnt, "", dst, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH));
+}
+
+/* root PATH: bind the rootfs onto itself (pivot_root needs a mount point); the root fd is the
+ * new mount's own, never PATH looked up again. */
 static void step_root(char **a)
 {
-	CHECK(mount(a[0], a[0], NULL, MS_BIND | MS_REC, NULL));
-	ctx.root = open(a[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
-	CHECK(ctx.root);
+	int fd = open(a[0], O_PATH | O_DIRECTORY | O_CLOEXEC);
+	CHECK(fd);
+	ctx.root = clone_tree(fd, 1);
+	attach(ctx.root, fd);
+	close(fd);
 }
 
 /* Reopen DEST (to reach the mount just made on it) and set its flags or propagation; with
@@ -398,59 +504,6 @@ static void remount_fd(const char *dest, unsigned long long resolve, unsigned lo
 	else
 		CHECK(mount(NULL, p, NULL, flags, NULL));
 	close(fd);
-}
-
-/*
- * mount SOURCE DEST FSTYPE FLAGS PROPAGATION DATA NOSYMLINKS ATTR_SET ATTR_CLR
- * DEST is opened inside the root by fd and the mount lands on /proc/self/fd/N, so no symlink
- * swap can redirect it (CVE-2021-30465). Bind sources that are files get a file destination.
- * ATTR_SET/ATTR_CLR are recursive mount attributes (rro, rnosuid, ...) set with mount_setattr.
- */
-static void step_mount(char **a)
-{
-	const char *src = a[0], *dest = a[1], *type = a[2], *data = a[5];
-	unsigned long flags = (unsigned long)num(a[3]), prop = (unsigned long)num(a[4]);
-	unsigned long long resolve = num(a[6]) ? NO_LINKS : IN_ROOT;
-	unsigned long long attr_set = (unsigned long long)num(a[7]), attr_clr = (unsigned long long)num(a[8]);
-	char sp[64], dp[64];
-	int srcfd = -1, create = 'd';
-
-	if (flags & MS_BIND) {
-		struct stat st;
-		srcfd = open(src, O_PATH | O_CLOEXEC);
-		if (srcfd < 0)
-			fail(errno, "bind source %s", src);
-		CHECK(fstat(srcfd, &st));
-		if (!S_ISDIR(st.st_mode))
-			create = 'f';
-	}
-	int dst = open_in_root(dest, O_PATH, resolve, create);
-	if (dst < 0)
-		fail(errno, "mount destination %s", dest);
-	struct stat dt;
-	CHECK(fstat(dst, &dt));
-	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
-		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
-	fdpath(dp, sizeof dp, dst);
-	if (srcfd >= 0) {
-		fdpath(sp, sizeof sp, srcfd);
-		CHECK(mount(sp, dp, NULL, MS_BIND | (flags & MS_REC), NULL));
-		close(srcfd);
-		if (flags & ~(MS_BIND | MS_REC))
-			remount_fd(dest, resolve, flags & ~(MS_BIND | MS_REC), 0);
-	} else {
-		CHECK(mount(src, dp, type, flags, *data ? data : NULL));
-	}
-	close(dst);
-	if (prop)
-		remount_fd(dest, resolve, prop, 0);
-	if (attr_set || attr_clr) {
-		struct mount_attr attr = { .attr_set = attr_set, .attr_clr = attr_clr };
-		int fd = open_in_root(dest, O_PATH, resolve, 0);
-		CHECK(fd);
-		CHECK(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr));
-		close(fd);
-	}
 }
 
 /*
@@ -522,30 +575,169 @@ static void copy_tree(int src, int dst, int depth)
 	closedir(dir);
 }
 
-/*
- * mount-copyup (mount's arguments): a tmpfs that starts with a copy of what it covers (the
- * tmpcopyup option podman gives --tmpfs and --read-only's tmpfs mounts). The covered directory
- * is opened first: its fd still reaches the files under the new mount.
- */
-static void step_mount_copyup(char **a)
+/* Fill the new tmpfs MNT (not attached yet) with a copy of the directory LOWER it will cover;
+ * as runc, it gets LOWER's mode. */
+static void copy_up(int lower, int mnt)
 {
-	unsigned long long resolve = num(a[6]) ? NO_LINKS : IN_ROOT;
-	int lower = open_in_root(a[1], O_RDONLY | O_DIRECTORY, resolve, 0);
-	if (lower < 0 && errno != ENOENT)
-		fail(errno, "mount destination %s", a[1]);
-	step_mount(a);
-	if (lower < 0)
-		return;   /* nothing to copy: the destination was just made */
-	int upper = open_in_root(a[1], O_RDONLY | O_DIRECTORY, resolve, 0);
-	if (upper < 0)
-		fail(errno, "mount destination %s", a[1]);
-	copy_tree(lower, upper, 0);
-	struct stat st;   /* as runc: the tmpfs gets the mode of the directory it covers */
-	if (fstat(lower, &st) < 0 || fchmod(upper, st.st_mode & 07777) < 0)
-		fail(errno, "tmpcopyup: mode of %s", a[1]);
-	close(lower);
-	close(upper);
+	struct stat st;
+	int src = openat(lower, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dst = openat(mnt, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (src < 0 || dst < 0)
+		fail(errno, "tmpcopyup: open %s", src < 0 ? "the covered directory" : "the new tmpfs");
+	copy_tree(src, dst, 0);
+	if (fstat(src, &st) < 0 || fchmod(dst, st.st_mode & 07777) < 0)
+		fail(errno, "tmpcopyup: set the mode of the new tmpfs");
+	close(src);
+	close(dst);
 }
+
+/*
+ * A new tmpfs, attached nowhere yet (fsopen, fsmount): the filesystem mount(2) would make with
+ * FLAGS and DATA. Its fd is exact where a path is not (a path can be swapped while we work):
+ * tmpcopyup fills the tmpfs before anyone can see it, and its mount id marks it as the
+ * container's own (see is_own_mount) once it is attached.
+ */
+static int new_tmpfs(const char *src, unsigned long flags, const char *data)
+{
+	/* superblock flags (MS_SILENT, MS_POSIXACL, MS_I_VERSION have no key: tmpfs needs none) */
+	static const struct { unsigned long ms; const char *key; } sb[] = {
+		{ MS_RDONLY, "ro" }, { MS_SYNCHRONOUS, "sync" }, { MS_DIRSYNC, "dirsync" },
+		{ MS_LAZYTIME, "lazytime" }, { MS_MANDLOCK, "mand" },
+	};
+	static const struct { unsigned long ms; unsigned attr; } per_mount[] = {
+		{ MS_RDONLY, MOUNT_ATTR_RDONLY }, { MS_NOSUID, MOUNT_ATTR_NOSUID }, { MS_NODEV, MOUNT_ATTR_NODEV },
+		{ MS_NOEXEC, MOUNT_ATTR_NOEXEC }, { MS_NODIRATIME, MOUNT_ATTR_NODIRATIME },
+		{ MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW },
+	};
+	char opts[4096];
+	if (snprintf(opts, sizeof opts, "%s", data) >= (int)sizeof opts)
+		fail(E2BIG, "tmpfs options longer than %zu bytes", sizeof opts - 1);
+	int fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+	CHECK(fs);
+	if (*src)
+		CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "source", src, 0));
+	for (size_t i = 0; i < sizeof sb / sizeof *sb; i++)
+		if (flags & sb[i].ms)
+			CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_FLAG, sb[i].key, NULL, 0));
+	/* DATA as tmpfs itself splits it (mm/shmem.c): at commas, except before a digit, which
+	 * continues mpol's node list (mpol=bind:0,2) */
+	for (char *opt = opts; opt; ) {
+		char *next = opt;
+		while ((next = strchr(next, ',')) && isdigit((unsigned char)next[1]))
+			next++;
+		if (next)
+			*next++ = '\0';
+		char *value = strchr(opt, '=');
+		if (value)
+			*value++ = '\0';
+		if (*opt)
+			CHECK(syscall(SYS_fsconfig, fs, value ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, opt, value, 0));
+		opt = next;
+	}
+	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0));
+	unsigned long long attr = flags & MS_STRICTATIME ? MOUNT_ATTR_STRICTATIME
+				  : flags & MS_NOATIME ? MOUNT_ATTR_NOATIME : MOUNT_ATTR_RELATIME;
+	for (size_t i = 0; i < sizeof per_mount / sizeof *per_mount; i++)
+		if (flags & per_mount[i].ms)
+			attr |= per_mount[i].attr;
+	int mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, (unsigned)attr);
+	CHECK(mnt);
+	close(fs);
+	return mnt;
+}
+
+/*
+ * Set what mount(2) cannot set while making a mount, on the attached mount MNT itself (through
+ * its fd, never its path): per-mount FLAGS (a bind remount: they replace the bind's own;
+ * with ADD, added to them), PROPAGATION, and the recursive attributes ATTR_SET/ATTR_CLR.
+ */
+static void finish_mount(int mnt, unsigned long flags, int add, unsigned long prop,
+			 unsigned long long attr_set, unsigned long long attr_clr)
+{
+	char p[64];
+	fdpath(p, sizeof p, mnt);
+	if (flags)
+		CHECK(mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags | (add ? mount_flags(mnt) : 0), NULL));
+	if (prop)
+		CHECK(mount(NULL, p, NULL, prop, NULL));
+	if (attr_set || attr_clr) {
+		struct mount_attr attr = { .attr_set = attr_set, .attr_clr = attr_clr };
+		CHECK(syscall(SYS_mount_setattr, mnt, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr));
+	}
+}
+
+/*
+ * mount SOURCE DEST FSTYPE FLAGS PROPAGATION DATA NOSYMLINKS ATTR_SET ATTR_CLR
+ * DEST is opened inside the root by fd and the mount lands on that fd, so no symlink swap can
+ * redirect it (CVE-2021-30465). Bind sources that are files get a file destination.
+ * ATTR_SET/ATTR_CLR are recursive mount attributes (rro, rnosuid, ...) set with mount_setattr.
+ * Binds (open_tree) and tmpfs (new_tmpfs) are made detached and finished through their own fd:
+ * a `ro` can never land on another mount while a bind stays writable. A tmpfs with COPYUP
+ * (runc's tmpcopyup) is filled with a copy of the directory it covers before it is attached.
+ */
+static void mount_entry(char **a, int copyup)
+{
+	const char *src = a[0], *dest = a[1], *type = a[2], *data = a[5];
+	unsigned long flags = (unsigned long)num(a[3]), prop = (unsigned long)num(a[4]);
+	unsigned long long resolve = num(a[6]) ? NO_LINKS : IN_ROOT;
+	unsigned long long attr_set = (unsigned long long)num(a[7]), attr_clr = (unsigned long long)num(a[8]);
+	char dp[64];
+	int srcfd = -1, create = 'd';
+
+	if (flags & MS_BIND) {
+		struct stat st;
+		srcfd = open(src, O_PATH | O_CLOEXEC);
+		if (srcfd < 0)
+			fail(errno, "bind source %s", src);
+		CHECK(fstat(srcfd, &st));
+		if (!S_ISDIR(st.st_mode))
+			create = 'f';
+	}
+	int dst = open_in_root(dest, O_PATH, resolve, 0), made = dst < 0 && errno == ENOENT;
+	if (made)
+		dst = open_in_root(dest, O_PATH, resolve, create);
+	if (dst < 0)
+		fail(errno, "mount destination %s", dest);
+	struct stat dt;
+	CHECK(fstat(dst, &dt));
+	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
+		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
+	if (srcfd >= 0 || strcmp(type, "tmpfs") == 0) {
+		int mnt = srcfd >= 0 ? clone_tree(srcfd, flags & MS_REC) : new_tmpfs(src, flags, data);
+		if (copyup && !made)
+			copy_up(dst, mnt);
+		attach(mnt, dst);
+		if (srcfd < 0)
+			add_own_mount(mnt);
+		finish_mount(mnt, srcfd >= 0 ? flags & ~(MS_BIND | MS_REC) : 0, 0, prop, attr_set, attr_clr);
+		close(mnt);
+		if (srcfd >= 0)
+			close(srcfd);
+		close(dst);
+		return;
+	}
+	/* Other filesystems (proc, sysfs, devpts, mqueue, cgroup2, overlay, ...): mount(2) takes
+	 * each its own way of reading DATA, and no fd reaches the new mount: propagation and the
+	 * r* attributes are set on it by path, as runc does. */
+	fdpath(dp, sizeof dp, dst);
+	CHECK(mount(src, dp, type, flags, *data ? data : NULL));
+	close(dst);
+	if (prop)
+		remount_fd(dest, resolve, prop, 0);
+	if (attr_set || attr_clr) {
+		struct mount_attr attr = { .attr_set = attr_set, .attr_clr = attr_clr };
+		int fd = open_in_root(dest, O_PATH, resolve, 0);
+		CHECK(fd);
+		CHECK(syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr));
+		close(fd);
+	}
+}
+
+static void step_mount(char **a) { mount_entry(a, 0); }
+
+/* mount-copyup (mount's arguments): a tmpfs that starts with a copy of what it covers (the
+ * tmpcopyup option podman gives --tmpfs and --read-only's tmpfs mounts). */
+static void step_mount_copyup(char **a) { mount_entry(a, 1); }
 
 /* remount DEST FLAGS: change the flags of the mount at DEST (e.g. make it read-only). */
 static void step_remount(char **a)
@@ -561,41 +753,69 @@ static void step_mkdir(char **a)
 	close(fd);
 }
 
-/* mknod PATH TYPE(c|b|p) MAJOR MINOR MODE UID GID: a device node in the container's /dev. */
+/*
+ * mknod PATH TYPE(c|b|p) MAJOR MINOR MODE UID GID: a device node in the container's /dev.
+ * A node that is already there (the image's, or the host's /dev bound in) is kept as it is if
+ * it is the same device, else refused: an existing file is never re-owned or re-moded. A new
+ * one is made only on the container's own mounts, never in a host directory bound into it.
+ */
 static void step_mknod(char **a)
 {
 	const char *base;
-	mode_t mode = (mode_t)num(a[4]);
-	mode |= a[1][0] == 'b' ? S_IFBLK : a[1][0] == 'p' ? S_IFIFO : S_IFCHR;
+	char p[64];
+	struct stat st;
+	mode_t type = a[1][0] == 'b' ? S_IFBLK : a[1][0] == 'p' ? S_IFIFO : S_IFCHR;
+	mode_t mode = (mode_t)num(a[4]) & 07777;
+	dev_t dev = type == S_IFIFO ? 0 : makedev(num(a[2]), num(a[3]));
 	int dir = open_parent(a[0], &base);
+	if (dir < 0 && errno == EXDEV)
+		not_own("mknod", a[0]);
 	CHECK(dir);
-	if (mknodat(dir, base, mode, makedev(num(a[2]), num(a[3]))) < 0) {
-		struct stat st;
-		/* an image may ship the node already: keep it only if it is the same device */
-		if (errno != EEXIST || fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-		    (st.st_mode & S_IFMT) != (mode & S_IFMT) || st.st_rdev != makedev(num(a[2]), num(a[3])))
-			fail(errno ? errno : EEXIST, NULL);
+	if (fstatat(dir, base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if ((st.st_mode & S_IFMT) != type || st.st_rdev != dev)
+			fail(EEXIST, NULL);
+		close(dir);
+		return;
 	}
-	CHECK(fchownat(dir, base, (uid_t)num(a[5]), (gid_t)num(a[6]), AT_SYMLINK_NOFOLLOW));
-	CHECK(fchmodat(dir, base, mode & 07777, AT_SYMLINK_NOFOLLOW));  /* never through a swapped-in symlink */
+	if (!is_own_mount(dir))
+		not_own("mknod", a[0]);
+	CHECK(mknodat(dir, base, type | mode, dev));   /* umask is 0 */
+	/* owner and mode through an fd of the node just made, verified: a hard link to another
+	 * file swapped in meanwhile (the rootfs is a host directory) is never changed */
+	int fd = openat(dir, base, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	CHECK(fd);
+	CHECK(fstat(fd, &st));
+	if ((st.st_mode & S_IFMT) != type || st.st_rdev != dev || st.st_nlink != 1)
+		fail(EEXIST, "%s was replaced while it was made", a[0]);
+	CHECK(fchownat(fd, "", (uid_t)num(a[5]), (gid_t)num(a[6]), AT_EMPTY_PATH));
+	fdpath(p, sizeof p, fd);
+	CHECK(chmod(p, mode));   /* again: chown clears set-id bits */
+	close(fd);
 	close(dir);
 }
 
-/* symlink TARGET PATH */
+/* symlink TARGET PATH: a link that is already there is kept if it points to TARGET, else
+ * refused; a new one is made only on the container's own mounts. */
 static void step_symlink(char **a)
 {
 	const char *base;
 	char have[PATH_MAX];
 	int dir = open_parent(a[1], &base);
+	if (dir < 0 && errno == EXDEV)
+		not_own("symlink", a[1]);
 	CHECK(dir);
-	if (symlinkat(a[0], dir, base) < 0) {
-		/* an image may ship the link already: keep it only if it points to the same place */
-		if (errno != EEXIST)
-			fail(errno, NULL);
-		ssize_t n = readlinkat(dir, base, have, sizeof have - 1);
+	ssize_t n = readlinkat(dir, base, have, sizeof have - 1);
+	if (n < 0 && errno != ENOENT && errno != EINVAL)
+		fail(errno, NULL);
+	if (n >= 0 || errno == EINVAL) {   /* there already, a link or not */
 		if (n < 0 || (have[n] = '\0', strcmp(have, a[0]) != 0))
 			fail(EEXIST, NULL);
+		close(dir);
+		return;
 	}
+	if (!is_own_mount(dir))
+		not_own("symlink", a[1]);
+	CHECK(symlinkat(a[0], dir, base));
 	close(dir);
 }
 
@@ -622,18 +842,18 @@ static void step_mask(char **a)
 	close(fd);
 }
 
-/* readonly PATH: bind PATH onto itself, then make that bind read-only. */
+/* readonly PATH: bind PATH onto itself, then make that bind read-only (through its fd). */
 static void step_readonly(char **a)
 {
-	char p[64];
 	int fd = open_in_root(a[0], O_PATH, IN_ROOT, 0);
 	if (fd < 0 && errno == ENOENT)
 		return;
 	CHECK(fd);
-	fdpath(p, sizeof p, fd);
-	CHECK(mount(p, p, NULL, MS_BIND | MS_REC, NULL));
+	int mnt = clone_tree(fd, 1);
+	attach(mnt, fd);
+	finish_mount(mnt, MS_RDONLY, 1, 0, 0, 0);
+	close(mnt);
 	close(fd);
-	remount_fd(a[0], IN_ROOT, MS_RDONLY, 1);
 }
 
 /*
@@ -676,6 +896,8 @@ static int new_pty(int sock, long long rows, long long cols)
 	return slave;
 }
 
+static dev_t tty_devpts;   /* the devpts instance of ctx.tty (host ttys have the same numbers) */
+
 /* Make SLAVE our controlling terminal (in a new session) and our stdio. */
 static void take_terminal(int slave)
 {
@@ -683,6 +905,7 @@ static void take_terminal(int slave)
 	CHECK(fstat(slave, &st));
 	ctx.tty = st.st_rdev;
 	ctx.have_tty = 1;
+	tty_devpts = st.st_dev;
 	CHECK(setsid());
 	CHECK(ioctl(slave, TIOCSCTTY, 0));
 	for (int i = 0; i < 3; i++)
@@ -690,12 +913,16 @@ static void take_terminal(int slave)
 	close(slave);
 }
 
-/* console SOCKET_FD ROWS COLS: the container's terminal, also bound on /dev/console. */
+/* console SOCKET_FD ROWS COLS: the container's terminal, also bound on /dev/console (made if
+ * missing, on the container's own mounts only: a /dev bound from a host directory without a
+ * console file is refused, not written to). */
 static void step_console(char **a)
 {
 	char sp[64], cp[64];
 	int slave = new_pty((int)num(a[0]), num(a[1]), num(a[2]));
-	int con = open_in_root("/dev/console", O_PATH, NO_LINKS, 'f');
+	int con = open_in_root("/dev/console", O_PATH, NO_LINKS, 'f' | OWN);
+	if (con < 0 && errno == EXDEV)
+		not_own("create", "/dev/console");
 	if (con < 0)
 		fail(errno, "create /dev/console");
 	fdpath(sp, sizeof sp, slave);
@@ -1063,17 +1290,21 @@ static void step_cap_bounding(char **a)
 
 /*
  * chown-stdio UID: give the container's user its stdio, as runc does, so it can reopen
- * /dev/stdout (/proc/self/fd/1). Only pipes, sockets and the terminal pyrt-init allocated:
- * never a file or device of the host (a host /dev/null or tty keeps its owner).
+ * /dev/stdout (/proc/self/fd/1). Only anonymous pipes, sockets and the terminal pyrt-init
+ * allocated: never a file, named FIFO or device of the host (a host /dev/null, FIFO or tty
+ * keeps its owner).
  */
 static void step_chown_stdio(char **a)
 {
 	struct stat st;
+	struct statfs sf;
 	for (int fd = 0; fd < 3; fd++) {
-		if (fstat(fd, &st) < 0)
+		if (fstat(fd, &st) < 0 || fstatfs(fd, &sf) < 0)
 			continue;
-		int ours = S_ISCHR(st.st_mode) && ctx.have_tty && st.st_rdev == ctx.tty;
-		if (!S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode) && !ours)
+		int ours = (S_ISFIFO(st.st_mode) && sf.f_type == PIPEFS_MAGIC) ||
+			   (S_ISSOCK(st.st_mode) && sf.f_type == SOCKFS_MAGIC) ||
+			   (S_ISCHR(st.st_mode) && ctx.have_tty && st.st_rdev == ctx.tty && st.st_dev == tty_devpts);
+		if (!ours)
 			continue;
 		if (fchown(fd, (uid_t)num(a[0]), (gid_t)-1) < 0 && errno != EPERM && errno != EINVAL && errno != EROFS)
 			fail(errno, "chown stdio fd %d", fd);

@@ -3,8 +3,10 @@ and the container's eth0 (address, default route), configured from the host thro
 /proc/<pid>/ns/net. pyroute2 costs ~100+ ms to import here, so only this module imports it,
 and only containers that ask for pyrt networking import this module.
 
-Links pyrt makes carry an alias (`ip link` shows it): "pyrt ROOT" on a bridge, the owner that
-may use it, and "pyrt ROOT ID" on a container's host-side veth.
+pyrt makes its links with the ifindex its record names (ipam.py): a link is pyrt's when name
+and index match the record, and only such links are ever deleted. The alias they also get
+("pyrt" on a bridge, "pyrt ROOT ID" on a container's host-side veth) is for people reading
+`ip link`.
 """
 
 from __future__ import annotations
@@ -16,12 +18,17 @@ from pyrt.errors import PyrtError
 
 CLONE_NEWNET = 0x40000000
 AF_INET = 2  # (the socket module is not needed otherwise)
-MAIN_TABLE = 254
+MAIN_TABLE, LOCAL_TABLE = 254, 255
+RTN_LOCAL = 2
 
 
-def exists(name: str) -> bool:
-    """Without netlink (no pyroute2 import): is there a link of that name in our namespace?"""
-    return os.path.exists(f"/sys/class/net/{name}")
+def index(name: str) -> int | None:
+    """Without netlink (no pyroute2 import): the index of our namespace's link `name`, if any."""
+    try:
+        with open(f"/sys/class/net/{name}/ifindex", "rb") as f:
+            return int(f.read())
+    except OSError:  # no such link; EINVAL: the kernel is deleting it
+        return None
 
 
 class Links:
@@ -35,51 +42,58 @@ class Links:
     def close(self) -> None:
         self.ipr.close()
 
-    def bridge(self, name: str, owner: str) -> tuple[int, int] | None:
-        """(index, MTU) of our bridge `name`, None if there is none; another link of that name
-        (the host's, or a bridge of pyrt with another --root) is refused."""
+    def lookup(self, name: str) -> tuple[int, int] | None:
+        """(index, MTU) of the link `name`, None if there is none."""
         found = self.ipr.get_links(ifname=name)
-        if not found:
-            return None
-        alias = found[0].get("IFLA_IFALIAS") or ""
-        if alias != owner:
-            whose = f" (pyrt's, for --root {alias[5:]})" if alias.startswith("pyrt ") else ""
-            raise PyrtError(f"bridge {name}: the host already has a link of that name{whose}")
-        return found[0]["index"], found[0].get("IFLA_MTU")
+        return (found[0]["index"], found[0].get("IFLA_MTU")) if found else None
 
-    def create_bridge(self, name: str, gateway: str, prefixlen: int, owner: str) -> tuple[int, int]:
-        """Make the bridge with the subnet's gateway address and the MTU of the host's uplink;
-        route_localnet lets connections to 127.0.0.1 be DNATed to containers (firewall.py)."""
-        self._check_subnet_free(f"{gateway}/{prefixlen}")
-        self.ipr.link("add", ifname=name, kind="bridge", state="up")
+    def is_local(self, address: str) -> bool:
+        """Is `address` one of this host's own unicast addresses? (A bind also accepts
+        broadcast and multicast addresses, which no published port can be reached on.)"""
+        from pyroute2.netlink.exceptions import NetlinkError
+
         try:
-            index, mtu = self.ipr.link_lookup(ifname=name)[0], self._uplink_mtu()
+            return self.ipr.route("get", dst=address)[0]["type"] == RTN_LOCAL
+        except NetlinkError:
+            return False
+
+    def create_bridge(self, name: str, ifindex: int, gateway: str, prefixlen: int) -> tuple[int, int]:
+        """Make the bridge, born with `ifindex` (pyrt's mark), with the subnet's gateway address
+        and the MTU of the host's uplink; route_localnet lets connections to 127.0.0.1 be DNATed
+        to containers (firewall.py guards what else it would let in)."""
+        self.ipr.link("add", ifname=name, index=ifindex, kind="bridge", state="up")
+        try:
+            mtu = self._uplink_mtu()
             # an MTU set (not given at creation) sticks: the bridge keeps it when its last port goes
-            self.ipr.link("set", index=index, ifalias=owner, mtu=mtu)
-            self.ipr.addr("add", index=index, address=gateway, prefixlen=prefixlen)
+            self.ipr.link("set", index=ifindex, ifalias="pyrt", mtu=mtu)
+            self.ipr.addr("add", index=ifindex, address=gateway, prefixlen=prefixlen)
             with open(f"/proc/sys/net/ipv4/conf/{name}/route_localnet", "w") as f:
                 f.write("1")
         except BaseException:
-            self._delete(name)
+            self.remove(name, ifindex)
             raise
-        return index, mtu
+        return ifindex, mtu
 
-    def _check_subnet_free(self, subnet: str) -> None:
-        """A subnet the host already routes elsewhere would cut it (or the containers) off."""
+    def check_subnet_free(self, subnet: str, pyrt_subnets: dict[str, str]) -> None:
+        """Refuse a subnet that overlaps an address or a route of the host (in any routing table)
+        or another pyrt bridge's subnet (`pyrt_subnets`: bridge -> subnet, from the records):
+        the bridge would take that traffic, or the containers would be cut off from it."""
         import ipaddress
 
-        net = ipaddress.IPv4Network(subnet, strict=False)
+        net = ipaddress.IPv4Network(subnet)
+        hint = "(choose another with the annotation org.pyrt.network.subnet)"
         for msg in self.ipr.get_addr(family=AF_INET):
             other = ipaddress.IPv4Network(f"{msg.get('IFA_ADDRESS')}/{msg['prefixlen']}", strict=False)
             if other.overlaps(net):
-                raise PyrtError(f"subnet {net} overlaps the host's {other} on {msg.get('IFA_LABEL')} "
-                                f"(choose another with the annotation org.pyrt.network.subnet)")
-        for route in self.ipr.get_routes(family=AF_INET):
-            if route.get("RTA_TABLE") == MAIN_TABLE and route["dst_len"] > 0:
+                raise PyrtError(f"subnet {net} overlaps the host's {other} on {msg.get('IFA_LABEL')} {hint}")
+        for route in self.ipr.get_routes(family=AF_INET):  # every table
+            if route.get("RTA_TABLE") != LOCAL_TABLE and route["dst_len"] > 0:
                 other = ipaddress.IPv4Network(f"{route.get('RTA_DST')}/{route['dst_len']}")
                 if other.overlaps(net):
-                    raise PyrtError(f"subnet {net} overlaps the host's route to {other} "
-                                    f"(choose another with the annotation org.pyrt.network.subnet)")
+                    raise PyrtError(f"subnet {net} overlaps the host's route to {other} {hint}")
+        for bridge, other in pyrt_subnets.items():
+            if ipaddress.IPv4Network(other).overlaps(net):
+                raise PyrtError(f"subnet {net} overlaps {other} of pyrt's bridge {bridge} {hint}")
 
     def _uplink_mtu(self) -> int:
         for route in self.ipr.get_routes(family=AF_INET):
@@ -87,14 +101,15 @@ class Links:
                 return self.ipr.get_links(route.get("RTA_OIF"))[0].get("IFLA_MTU")
         return 1500
 
-    def attach(self, nsfd: int, veth: str, bridge: tuple[int, int], address: str, gateway: str, prefixlen: int,
-               alias: str) -> None:
-        """A veth pair: `veth` on the bridge (index, MTU), its peer born in the namespace `nsfd`
-        as eth0 with the bridge's MTU, up, with `address` and a default route via the bridge."""
+    def attach(self, nsfd: int, veth: str, ifindex: int, bridge: tuple[int, int], address: str, gateway: str,
+               prefixlen: int, alias: str) -> None:
+        """A veth pair: `veth` (born with `ifindex`) on the bridge (index, MTU), its peer born in
+        the namespace `nsfd` as eth0 with the bridge's MTU, up, with `address` and a default
+        route via the bridge."""
         master, mtu = bridge
-        self.ipr.link("add", ifname=veth, kind="veth", mtu=mtu, master=master, state="up",
+        self.ipr.link("add", ifname=veth, index=ifindex, kind="veth", mtu=mtu, master=master, state="up",
                       peer={"ifname": "eth0", "net_ns_fd": nsfd, "mtu": mtu})
-        self.ipr.link("set", ifname=veth, ifalias=alias)
+        self.ipr.link("set", index=ifindex, ifalias=alias)
         inner = _iproute_in(nsfd)
         try:
             eth0 = inner.link_lookup(ifname="eth0")[0]
@@ -104,19 +119,15 @@ class Links:
         finally:
             inner.close()
 
-    def remove_owned(self, name: str, alias: str, fresh: bool = False) -> None:
-        """Delete a link pyrt made: the alias says so (a host link of that name stays), or with
-        `fresh`, none yet (a veth gets its alias just after it is made)."""
-        found = self.ipr.get_links(ifname=name)
-        if found and (found[0].get("IFLA_IFALIAS") or "") in ((alias, "") if fresh else (alias,)):
-            self._delete(name)
-
-    def _delete(self, name: str) -> None:
-        """Delete a link (a veth takes its peer along); gone already is fine."""
+    def remove(self, name: str, ifindex: int) -> None:
+        """Delete the link `name` if it is pyrt's (it has the index pyrt made it with); a veth
+        takes its peer along; gone already is fine."""
         from pyroute2.netlink.exceptions import NetlinkError
 
+        if index(name) != ifindex:
+            return
         try:
-            self.ipr.link("del", ifname=name)
+            self.ipr.link("del", index=ifindex)
         except NetlinkError as e:
             if e.code != errno.ENODEV:
                 raise PyrtError(f"delete link {name}: {os.strerror(e.code).lower()}") from None

@@ -42,6 +42,7 @@ CREATE_FLAGS = (
     Flag("network", "pyrt's own networking: none (default: config.json decides) or bridge", kind=str),
     Flag("publish", "publish a port (implies --network bridge): [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", "p", str,
          multi=True),
+    Flag("publish-all", "publish every port the image exposes (from pyrt unpack) on the same host port", "P"),
 )
 FORMAT = Flag("format", "select one of: table or json (default: table)", "f", str, "table")
 
@@ -67,6 +68,10 @@ COMMANDS = {c.name: c for c in (
     Command("features", "", "show the enabled features", "pyrt.cli:cmd_features", (), 0, 0),
     Command("plan", "<bundle-dir>", "print the setup plan pyrt-init would execute (pyrt only)",
             "pyrt.cli:cmd_plan", (Flag("id", "container id to plan for", kind=str, default="plan"),), 0, 1),
+    Command("unpack", "<image> <bundle-dir>", "unpack an image (OCI layout, oci-archive, docker-archive) into a "
+            "bundle (pyrt only)", "pyrt.unpack:main",
+            (Flag("ref", "the image to unpack when there are several: name, tag or manifest digest", kind=str,
+                  default=""),), 2, 2),
     Command("exec", "<container-id> <command> [command options]", "execute new process inside the container",
             "pyrt.exec:main", (
                 Flag("console-socket", "path to an AF_UNIX socket which will receive the pty master", kind=str),
@@ -328,10 +333,15 @@ def _load_spec(bundle: str):
 
 def _network_flags(opts: dict, spec):
     """--network and -p become the container's annotations: `start`, `state` and `delete` read them there."""
-    if opts["network"] is not None or opts["publish"]:
+    publish = opts["publish"]
+    if opts["publish-all"]:
+        from pyrt import imageconfig
+
+        publish = publish + imageconfig.exposed_ports(spec.annotations)
+    if opts["network"] is not None or publish:
         from pyrt import netspec
 
-        netspec.apply_flags(spec.annotations, opts["network"], opts["publish"])
+        netspec.apply_flags(spec.annotations, opts["network"], publish)
     return spec
 
 

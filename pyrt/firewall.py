@@ -8,6 +8,16 @@
                          its own bridge), and containers' traffic leaving the host
     taken                every published proto . port: `create element` fails if it is taken,
                          so the kernel decides which of two racing containers gets a port
+    guard                before anything else: nothing from a bridge to a loopback address
+                         (route_localnet would let a container reach the host's 127.0.0.1
+                         services, as CVE-2020-8558 did with kube-proxy; a loopback source
+                         the kernel drops itself, as one of the host's own addresses)
+    forward              into a bridge only replies, published ports (DNAT) and its own
+                         containers' traffic: with forwarding on (network.py), other hosts
+                         would otherwise reach containers' unpublished ports through the host
+
+Every rule matches only traffic from or to a pyrt bridge (the set `bridges`), or to a published
+port: the host's other traffic passes untouched.
 
 Kernel NAT, not a user-space proxy: the packets of a published port never leave the kernel
 (no proxy process per port, no copy through user space), and 127.0.0.1 works through the OUTPUT
@@ -36,10 +46,14 @@ add chain {TABLE} publish
 add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}
 add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add chain {TABLE} guard {{ type filter hook prerouting priority raw; policy accept; }}
+add chain {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
 flush chain {TABLE} publish
 flush chain {TABLE} prerouting
 flush chain {TABLE} output
 flush chain {TABLE} postrouting
+flush chain {TABLE} guard
+flush chain {TABLE} forward
 add rule {TABLE} prerouting fib daddr type local jump publish
 add rule {TABLE} output fib daddr type local jump publish
 add rule {TABLE} publish dnat ip to ip daddr . meta l4proto . th dport map @ipports
@@ -47,12 +61,18 @@ add rule {TABLE} publish dnat ip to meta l4proto . th dport map @ports
 add rule {TABLE} postrouting oifname @bridges ip saddr 127.0.0.0/8 masquerade
 add rule {TABLE} postrouting oifname @bridges iifname @bridges ct status dnat masquerade
 add rule {TABLE} postrouting iifname @bridges oifname != @bridges masquerade
+add rule {TABLE} guard iifname @bridges ip daddr 127.0.0.0/8 drop
+add rule {TABLE} forward oifname @bridges ct state established,related accept
+add rule {TABLE} forward oifname @bridges ct status dnat accept
+add rule {TABLE} forward oifname @bridges iifname @bridges accept
+add rule {TABLE} forward oifname @bridges drop
 """
 
 
-def publish(bridge: str, address: str, ports: list[Port], owner: str, new_bridge: bool) -> None:
+def publish(bridge: str, address: str, ports: list[Port], owner: str, new_bridge: bool, lock: int) -> None:
     """DNAT each port to `address`. The ruleset goes along for a new bridge, or when the table
-    is missing: parsing it costs `nft` ~15 ms, the ports alone ~4 ms."""
+    is missing: parsing it costs `nft` ~15 ms, the ports alone ~4 ms. `lock` is the network
+    lock's fd (see _nft)."""
     comment = f'comment "{owner[:120]}"'
     elements = []
     for p in ports:
@@ -63,12 +83,13 @@ def publish(bridge: str, address: str, ports: list[Port], owner: str, new_bridge
         else:
             elements.append(f"add element {TABLE} ports {{ {key} : {target} }}\n")
     if not new_bridge:
-        ok, out = _nft(["-f", "-"], "".join(elements))
+        ok, out = _nft(["-f", "-"], "".join(elements), lock=lock)
         if ok:
             return
         if "No such file or directory" not in out:
             _fail(out, ports)
-    ok, out = _nft(["-f", "-"], "".join([RULESET, f'add element {TABLE} bridges {{ "{bridge}" }}\n', *elements]))
+    ok, out = _nft(["-f", "-"], "".join([RULESET, f'add element {TABLE} bridges {{ "{bridge}" }}\n', *elements]),
+                   lock=lock)
     if not ok:
         _fail(out, ports)
 
@@ -80,7 +101,7 @@ def _fail(out: str, ports: list[Port]) -> None:
     raise PyrtError(f"nft: {_first_error(out)}")
 
 
-def release(address: str, bridge: str | None = None) -> None:
+def release(address: str, bridge: str | None, lock: int) -> None:
     """Remove the ports that lead to `address`; with `bridge` (its last container is gone),
     forget the bridge too, and the whole table when no bridge is left."""
     ok, out = _nft(["-j", "list", "table", *TABLE.split()], errors=False)
@@ -104,19 +125,21 @@ def release(address: str, bridge: str | None = None) -> None:
             commands = [f"delete table {TABLE}"]
         elif bridge in found.get("bridges", []):
             commands.append(f'delete element {TABLE} bridges {{ "{bridge}" }}')
-    if commands and not _nft(["-f", "-"], "\n".join(commands) + "\n")[0]:
+    if commands and not _nft(["-f", "-"], "\n".join(commands) + "\n", lock=lock)[0]:
         for command in commands:  # part of it was gone (a hand-edited table?): remove the rest
-            _nft(["-f", "-"], command + "\n")
+            _nft(["-f", "-"], command + "\n", lock=lock)
 
 
 def _first_error(out: str) -> str:
     return next((line for line in out.splitlines() if line.startswith("Error")), out.strip() or "failed")
 
 
-def _nft(args: list[str], stdin: str = "", errors: bool = True) -> tuple[bool, str]:
+def _nft(args: list[str], stdin: str = "", errors: bool = True, lock: int = -1) -> tuple[bool, str]:
     """Run nft (posix_spawn and two pipes: `subprocess` alone costs ~10 ms to import here);
     (exit status 0, stdout and stderr together). With errors=False stderr is dropped, for
-    output that must parse (a warning must not end up inside JSON)."""
+    output that must parse (a warning must not end up inside JSON). nft gets the network lock
+    (`lock`, an flock'ed fd) as its fd 3: should pyrt be killed meanwhile, the lock is held
+    until nft's transaction is done, so a `delete --force` cannot look before it lands."""
     nft = next((p for p in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
         raise PyrtError("bridge networking needs the nft command (Debian: apt install nftables)")
@@ -124,8 +147,10 @@ def _nft(args: list[str], stdin: str = "", errors: bool = True) -> tuple[bool, s
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err = out_w if errors else os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     try:
-        pid = os.posix_spawn(nft, [nft, *args], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=[
-            (os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err, 2)])
+        actions = [(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err, 2)]
+        if lock >= 0:
+            actions.append((os.POSIX_SPAWN_DUP2, lock, 3))
+        pid = os.posix_spawn(nft, [nft, *args], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions)
     finally:
         os.close(in_r)
         os.close(out_w)

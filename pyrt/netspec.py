@@ -6,7 +6,7 @@ processes) find it in the state record, and a bundle can carry it in its config.
     org.pyrt.network          "bridge", or "none": only what config.json says (as with runc)
     org.pyrt.ports            "[IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", comma-separated
     org.pyrt.network.bridge   the host bridge (default pyrt0)
-    org.pyrt.network.subnet   its IPv4 subnet (default 10.77.0.0/16)
+    org.pyrt.network.subnet   its IPv4 subnet (default 10.77.0.0/16), inside a private range
 
 `create` adds `org.pyrt.network.address`, the address it gave the container. Ports alone imply
 bridge mode, like `docker run -p`. Nothing here imports netlink code.
@@ -24,6 +24,7 @@ ADDRESS = "org.pyrt.network.address"
 MODES = ("none", "bridge")
 DEFAULT_BRIDGE = "pyrt0"
 DEFAULT_SUBNET = "10.77.0.0/16"  # 10.88/16 is podman's
+PRIVATE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")  # RFC 1918: never routed on the internet
 PORT_SYNTAX = "[IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]"
 _IFNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -114,7 +115,7 @@ def from_spec(spec) -> Request | None:
         return None
     ports = parse_ports([p for p in ann.get(PORTS, "").split(",") if p.strip()], f"{where}: {PORTS}")
     bridge = ann.get(BRIDGE, DEFAULT_BRIDGE)
-    if not 0 < len(bridge) < 16 or not set(bridge) <= _IFNAME_CHARS or bridge in (".", ".."):
+    if not 0 < len(bridge) < 16 or not set(bridge) <= _IFNAME_CHARS or bridge in (".", "..", "all", "default"):
         raise PyrtError(f'{where}: {BRIDGE} "{bridge}": want an interface name (1-15 of A-Za-z0-9_.-)')
     subnet = _subnet(ann.get(SUBNET, DEFAULT_SUBNET), f"{where}: {SUBNET}")
     if "network" not in spec.namespaces:
@@ -135,7 +136,9 @@ def _check_ipv4(text: str, what: str) -> None:
 
 
 def _subnet(text: str, where: str) -> str:
-    """An IPv4 network with room for the gateway and at least one container."""
+    """An IPv4 network with room for the gateway and at least one container, inside a private
+    range: a bridge on a public (or reserved) network would route the host's own traffic for it
+    to the containers. (That it overlaps nothing on the host is checked when the bridge is made.)"""
     import ipaddress
 
     try:
@@ -144,4 +147,6 @@ def _subnet(text: str, where: str) -> str:
         raise PyrtError(f'{where} "{text}": want an IPv4 network like {DEFAULT_SUBNET}') from None
     if net.prefixlen > 30:
         raise PyrtError(f'{where} "{text}": too small (at most /30: a gateway and a container)')
+    if not any(net.subnet_of(ipaddress.IPv4Network(p)) for p in PRIVATE):
+        raise PyrtError(f'{where} "{text}": not inside a private range ({", ".join(PRIVATE)})')
     return str(net)

@@ -83,7 +83,8 @@ _DESCRIBE: dict = {
     "setns": lambda a: f"join the {_namespace_names(a[1])} namespace(s) behind fd {a[0]}",
     "unshare": lambda a: f"unshare the {_namespace_names(a[0])} namespace (now that we are in our cgroups)",
     "fork": "fork into the joined pid namespace; the child goes on",
-    "propagation": lambda a: f"make the mounts of {a[0]} {_propagation_name(a[1])} (nothing leaks to the host)",
+    "propagation": lambda a: f"make the mount holding {a[0]}" + (" and all below it" if int(a[1]) & 0x4000 else "")
+    + f" {_propagation_name(str(int(a[1]) & ~0x4000))}",
     "root": "bind {0} onto itself: the new root must be a mount point",
     "mount": _mount_text,
     "mount-copyup": lambda a: _mount_text(a) + ", starting with a copy of what it covers (tmpcopyup)",

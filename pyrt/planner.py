@@ -53,8 +53,7 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("oom-score-adj", proc.oom_score_adj))
 
     # 2. the root filesystem, built while the host's paths are still visible
-    # rslave as runc: nothing leaks to the host, but host mounts reach binds marked rslave
-    steps.append(Step("propagation", "/", mounts.MS_REC | mounts.MS_SLAVE))
+    steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
     for i, m in enumerate(spec.mounts):
         if m.type in ("cgroup", "cgroup2"):
@@ -81,9 +80,12 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("remount", "/", mounts.MS_RDONLY))
 
     # 3. into the new root
+    if opts.no_pivot:  # the rootfs moves onto "/": were "/" shared, the move would reach the host's "/"
+        steps.append(Step("propagation", "/", mounts.MS_PRIVATE))
     steps.append(Step("move-root" if opts.no_pivot else "pivot-root"))
-    if spec.rootfs_propagation:
-        steps.append(Step("propagation", "/", mounts.PROPAGATION[spec.rootfs_propagation]))
+    flags = mounts.PROPAGATION.get(spec.rootfs_propagation or "", 0)
+    if flags & (mounts.MS_SHARED | mounts.MS_UNBINDABLE):  # the new root too (private, slave: done at 2.)
+        steps.append(Step("propagation", "/", flags))
     if spec.hostname:
         steps.append(Step("hostname", spec.hostname))
     if spec.domainname:
@@ -98,6 +100,21 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
     at = [s.op for s in final].index("chdir")  # startContainer hooks: the container's credentials
     steps += final[:at] + hooks.steps("startContainer", spec.hooks) + final[at:]
     return steps
+
+
+def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
+    """As runc 1.5: the configured rootfsPropagation on "/" in place of the default rslave (which
+    lets host mounts reach the container and nothing it mounts reach the host), so that the
+    volumes of a rshared root stay in their host peer groups (Kubernetes' Bidirectional); then
+    the mount holding the rootfs private (slave if a slave root was asked for), so the root bind
+    stays in this namespace and pivot_root, which refuses a shared parent, accepts it."""
+    asked = mounts.PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
+    if opts.no_pivot and asked & mounts.MS_PRIVATE:
+        raise PyrtError(f'config.json: linux.rootfsPropagation: "{spec.rootfs_propagation}" is not safe without '
+                        "pivot_root (--no-pivot)")
+    holder = mounts.MS_SLAVE if asked & mounts.MS_SLAVE else mounts.MS_PRIVATE
+    return [Step("propagation", "/", asked or mounts.MS_SLAVE | mounts.MS_REC),
+            Step("propagation", spec.root, holder)]
 
 
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",

@@ -228,16 +228,29 @@ def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
 
 
 def _network_leaks(tmp_path: Path, ids: set[str]) -> list[str]:
-    """pyrt's bridge mode: links (bridges, veths; their addresses go with them) whose alias names
-    this test's root, and nft elements whose comment names one of its containers. (Published
-    ports are kernel DNAT: pyrt runs no proxy process.)"""
+    """pyrt's bridge mode: links (veths; their addresses go with them) whose alias names this
+    test's root, entries of the host-wide address book (/run/pyrt-network) for this root, nft
+    elements whose comment names one of its containers, and any pyrt bridge that its record
+    does not vouch for (the last container out removes both). (Published ports are kernel
+    DNAT: pyrt runs no proxy process.)"""
     from pyroute2 import IPRoute
 
     found = []
+    records = {}
+    for path in Path("/run/pyrt-network").glob("*.json"):
+        try:
+            records[path.stem] = json.loads(path.read_text())
+        except FileNotFoundError:
+            continue
+        found += [f"address left: {path.stem} {address} ({e['root']} {e['id']})"
+                  for address, e in records[path.stem]["addresses"].items() if str(tmp_path) in e["root"]]
     with IPRoute() as ipr:
         for link in ipr.get_links():
-            if str(tmp_path) in (link.get("IFLA_IFALIAS") or ""):
-                found.append(f"link left: {link.get('IFLA_IFNAME')} ({link.get('IFLA_IFALIAS')})")
+            name, alias = link.get("IFLA_IFNAME"), link.get("IFLA_IFALIAS") or ""
+            if str(tmp_path) in alias:
+                found.append(f"link left: {name} ({alias})")
+            elif alias == "pyrt" and link["index"] != records.get(name, {}).get("bridge", {}).get("index"):
+                found.append(f"bridge left: {name} (no record of pyrt's)")
     if shutil.which("nft"):  # without it pyrt's bridge mode makes no rules either
         rules = subprocess.run(["nft", "-j", "list", "table", "ip", "pyrt"], capture_output=True, text=True).stdout
         found += [f"nft element left for {i}" for i in ids if f'"comment": "{i}"' in rules]

@@ -39,6 +39,18 @@ HELLO_ROOTFS = REPO / "bundles" / "hello-world" / "rootfs"
 CGROUP_FS = Path("/sys/fs/cgroup")
 
 
+def shared_tool(name: str) -> str:
+    """A tool the project keeps beside its clone, in shared/bin (runc-1.5, the oracle for runc's
+    current behaviour; crictl-1.26): the nearest shared/bin above the repository (a worktree
+    may sit one level deeper), or $SHARED_BIN."""
+    dirs = [Path(os.environ["SHARED_BIN"])] if os.environ.get("SHARED_BIN") else []
+    dirs += [up / "shared" / "bin" for up in (REPO.parent, REPO.parent.parent)]
+    for d in dirs:
+        if os.access(d / name, os.X_OK):
+            return str(d / name)
+    raise AssertionError(f"{name} not found in {', '.join(map(str, dirs))} (set SHARED_BIN)")
+
+
 # ----------------------------------------------------------------------------- images
 
 
@@ -166,11 +178,14 @@ class CgroupParent:
                 found += [os.path.join(dirpath, d) for d in dirnames if needle in d]
         return found
 
-    def remove(self) -> list[str]:
-        """Remove the parent and what is below it; return what could not be removed."""
+    def remove(self, keep_parent: bool = False) -> list[str]:
+        """Remove the parent (unless `keep_parent`) and what is below it; return what could not
+        be removed."""
         left = []
         for top in self.dirs():
             for dirpath, _, _ in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
+                if keep_parent and dirpath == str(top):
+                    continue
                 try:
                     os.rmdir(dirpath)
                 except OSError as e:
@@ -401,17 +416,20 @@ class Containerd:
     under the runtime under test (`ctr run --runc-binary`) with their state in a private --root."""
 
     NAMESPACE = "pyrt-test"
+    TEMPLATE = "containerd.toml"
+    CGROUP_PREFIX = "pyrt-ctr"
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, **subst: str) -> None:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
         self.sock = str(base / "containerd.sock")
         self.runc_root = base / "runc-root"
+        self.runtime_roots = [self.runc_root]  # state roots of the runtimes the shims call
         self.fifo_dir = base / "fifo"
-        self.cgroup = CgroupParent("pyrt-ctr")
+        self.cgroup = CgroupParent(self.CGROUP_PREFIX)
         # the shims put their sockets in /run/containerd/s whatever the config says
         self.had_run_dir = os.path.exists("/run/containerd")
-        (base / "containerd.toml").write_text(_template("containerd.toml", BASE=str(base)))
+        (base / "containerd.toml").write_text(_template(self.TEMPLATE, BASE=str(base), **subst))
         self.env = {"PATH": BASE_PATH, "HOME": str(base), "TMPDIR": str(base)}
         self.log = open(base / "containerd.log", "wb")  # noqa: SIM115 (closed in close())
         self.proc = subprocess.Popen(["containerd", "--config", str(base / "containerd.toml")],
@@ -466,11 +484,17 @@ class Containerd:
         for cid in self.ok("container", "ls", "--quiet").stdout.split():
             found.append(f"container left: {cid}")
             self("container", "delete", cid)
+        return found + self.host_leftovers()
 
+    def host_leftovers(self) -> list[str]:
+        """What the engine's containers left on the host: the runtime's state, mounts under the
+        engine's state dir, cgroups, processes (given 10 s to go)."""
         def find() -> list[str]:
             reap_orphans(keep=(self.proc.pid,))
-            state = self.runc_root / self.NAMESPACE
-            left = [f"{RUNTIME_NAME} state left: {p}" for p in state.iterdir()] if state.is_dir() else []
+            left = []
+            for root in self.runtime_roots:
+                state = root / self.NAMESPACE
+                left += [f"runtime state left: {p}" for p in state.iterdir()] if state.is_dir() else []
             left += [f"mount left: {m}" for m in mounts_matching(str(self.base / "state"))]
             left += [f"cgroup left: {c}" for c in self.cgroup.children()]
             left += [f"process left: {p}" for p in processes_matching(self.cgroup.name)]
@@ -479,7 +503,7 @@ class Containerd:
         deadline = time.monotonic() + 10
         while (left := find()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return found + left
+        return left
 
     def close(self) -> list[str]:
         """Stop containerd; remove its mounts and our cgroups; what was left."""
@@ -511,3 +535,191 @@ class Containerd:
                     os.rmdir(d)
         shutil.rmtree(self.base, ignore_errors=True)
         return left
+
+
+# ----------------------------------------------------------------------------- Kubernetes node (CRI)
+
+
+class CniNetwork:
+    """A CNI network of a test's own (Debian's containernetworking-plugins: bridge + host-local +
+    portmap), for podman (a conflist in its network dir) or containerd's CRI (in its conf_dir):
+    its bridge, subnet and addresses are ours, and so is removing what CNI leaves on the host by
+    design: the bridge, libcni's cached results, portmap's CNI-HOSTPORT-* chains and the nat
+    tables iptables-nft made for them if they were not there before, and ip_forward, which the
+    bridge turns on as the pods' gateway. What another user of CNI has there is left alone."""
+
+    CACHE = Path("/var/lib/cni")  # libcni's cache (results/), hard-coded in podman 4 and containerd 1.6
+    PORTMAP = ("CNI-HOSTPORT-DNAT", "CNI-HOSTPORT-MASQ", "CNI-HOSTPORT-SETMARK")
+
+    def __init__(self, conflist: Path, ipam_dir: Path, name: str, bridge: str, subnet: str,
+                 masquerade: bool = False) -> None:
+        self.name, self.bridge, self.subnet = name, bridge, subnet
+        self.ip_forward = Path("/proc/sys/net/ipv4/ip_forward").read_text()
+        self.cache_existed = self.CACHE.exists()
+        self.tables_before = self._nft_tables()
+        self.chains_before = {cmd: self._chains(cmd) for cmd in ("iptables", "ip6tables")}
+        gateway = subnet.rsplit(".", 1)[0] + ".1"
+        conf = {"cniVersion": "0.4.0", "name": name, "plugins": [
+            {"type": "bridge", "bridge": bridge, "isGateway": True, "ipMasq": masquerade, "hairpinMode": True,
+             "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(ipam_dir),
+                      "ranges": [[{"subnet": subnet, "gateway": gateway}]]}},
+            {"type": "portmap", "capabilities": {"portMappings": True}}]}
+        conflist.parent.mkdir(parents=True, exist_ok=True)
+        conflist.write_text(json.dumps(conf, indent=1))
+
+    @staticmethod
+    def free_subnet(prefix: str = "10.213") -> str:
+        """A /24 in PREFIX.0.0/16 that no route of the host covers."""
+        import ipaddress
+
+        routes = json.loads(_out("ip", "-j", "route", "show", "table", "all") or "[]")
+        taken = [ipaddress.ip_network(r["dst"], strict=False) for r in routes
+                 if r.get("dst", "default") != "default" and ":" not in r["dst"]]
+        for i in range(256):
+            net = ipaddress.ip_network(f"{prefix}.{i}.0/24")
+            if not any(net.overlaps(t) for t in taken):
+                return str(net)
+        raise AssertionError(f"no free /24 in {prefix}.0.0/16")
+
+    @staticmethod
+    def _nft_tables() -> set[str]:
+        out = _out("nft", "list", "tables")
+        return {line.removeprefix("table ").strip() for line in out.splitlines() if line.startswith("table ")}
+
+    @staticmethod
+    def _chains(cmd: str) -> set[str]:
+        """The user chains of the nat table, as iptables-nft lists them."""
+        return {line.split()[1] for line in _out(cmd, "-w", "-t", "nat", "-S").splitlines() if line.startswith("-N")}
+
+    @staticmethod
+    def _rules(cmd: str, chain: str = "") -> list[list[str]]:
+        """The rules of the nat table (or of one chain), each as the words of `-A CHAIN ...`."""
+        import shlex
+
+        lines = _out(cmd, "-w", "-t", "nat", "-S", *([chain] if chain else [])).splitlines()
+        return [shlex.split(line) for line in lines if line.startswith("-A")]
+
+    def _our_chains(self, cmd: str) -> set[str]:
+        """Chains the plugins made for our pods (portmap's CNI-DN-*, the bridge's masquerade
+        CNI-*): the rules that jump to them name our network in a comment."""
+        return {rule[-1] for rule in self._rules(cmd) if rule[-2] == "-j" and rule[-1].startswith("CNI-")
+                and any(self.name in word for word in rule)} - set(self.PORTMAP)
+
+    def _drop(self, cmd: str, chains: set[str]) -> None:
+        """Remove nat chains and the rules that jump to them."""
+        for rule in self._rules(cmd):
+            if rule[-2] == "-j" and rule[-1] in chains:
+                _out(cmd, "-w", "-t", "nat", "-D", *rule[1:])
+        for chain in chains:
+            _out(cmd, "-w", "-t", "nat", "-F", chain)
+            _out(cmd, "-w", "-t", "nat", "-X", chain)
+
+    def veths(self) -> list[str]:
+        """The links still attached to our bridge (pods' veths)."""
+        out = _out("ip", "-j", "link", "show", "master", self.bridge)
+        return [link["ifname"] for link in json.loads(out or "[]")]
+
+    def leaks(self) -> list[str]:
+        """What removed pods left: veths on our bridge, iptables chains of our network."""
+        return [f"veth left: {v}" for v in self.veths()] + \
+            [f"iptables chain left: {c}" for cmd in self.chains_before for c in sorted(self._our_chains(cmd))]
+
+    def close(self) -> list[str]:
+        """Undo what the network left on the host; return what could not be undone."""
+        _out("ip", "link", "delete", self.bridge)
+        for cmd, before in self.chains_before.items():
+            self._drop(cmd, self._our_chains(cmd))
+            portmap = (self._chains(cmd) - before) & set(self.PORTMAP)
+            if portmap and not self._rules(cmd, "CNI-HOSTPORT-DNAT"):  # new, and no one forwards ports now
+                self._drop(cmd, portmap)
+        for table in sorted(self._nft_tables() - self.tables_before):
+            if table in ("ip nat", "ip6 nat") and not self._rules("iptables" if table == "ip nat" else "ip6tables"):
+                _out("nft", "delete", "table", *table.split())
+        Path("/proc/sys/net/ipv4/ip_forward").write_text(self.ip_forward)
+        results = self.CACHE / "results"
+        for cached in results.glob(f"{self.name}-*") if results.is_dir() else ():
+            cached.unlink()
+        if not self.cache_existed:  # libcni's dirs, if we brought them and they are empty now
+            for d in (results, self.CACHE):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+        left = self.leaks()
+        if Path(f"/sys/class/net/{self.bridge}").exists():
+            left.append(f"bridge left: {self.bridge}")
+        if self.subnet.rsplit(".", 1)[0] + "." in _out("nft", "list", "ruleset"):
+            left.append(f"nft rules for {self.subnet} left")
+        return left
+
+
+def _out(*cmd: str) -> str:
+    """stdout of a host tool ('' if it failed: the callers check the state it leaves)."""
+    return subprocess.run(cmd, capture_output=True, text=True).stdout
+
+
+class CriContainerd(Containerd):
+    """A private containerd with the CRI plugin, driven with crictl as a kubelet drives it: pods on
+    a CNI network of their own, two RuntimeClass handlers on the runc v2 shim (`runc`, the
+    oracle, and `pyrt`, whose BinaryName is the runtime under test), images imported offline."""
+
+    NAMESPACE = "k8s.io"
+    TEMPLATE = "containerd-cri.toml"
+    CGROUP_PREFIX = "pyrt-cri"
+    HANDLERS = ("runc", "pyrt")
+    PAUSE = "localhost/pause:pyrt-test"
+
+    def __init__(self, base: Path) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        self.crictl = shared_tool("crictl-1.26")
+        self.binaries = {"runc": shutil.which("runc", path=BASE_PATH) or "runc", "pyrt": RUNTIME}
+        name = "pyrt-test-" + uuid.uuid4().hex[:8]  # the bridge: a name nothing else on a host has
+        self.network = CniNetwork(base / "cni" / "10-pyrt-test.conflist", base / "cni-ipam", name,
+                                  "crib" + name[-8:], CniNetwork.free_subnet())
+        try:
+            super().__init__(base, PAUSE_IMAGE=self.PAUSE, RUNTIME=RUNTIME, RUNC=self.binaries["runc"])
+        except BaseException:
+            self.network.close()
+            raise
+        self.runtime_roots = [base / "runtime-root" / h for h in self.HANDLERS]
+        (base / "crictl.yaml").write_text(f"runtime-endpoint: unix://{self.sock}\nimage-endpoint: unix://{self.sock}\n"
+                                          "timeout: 60\npull-image-on-create: false\n")
+        # the pod sandbox's image: Debian's static catatonit as pid 1 (`catatonit -P`, a pause)
+        pause = base / "pause-rootfs"
+        pause.mkdir()
+        shutil.copy2("/usr/bin/catatonit", pause / "catatonit")
+        self.import_image(pause, self.PAUSE, entrypoint=["/catatonit", "-P"])
+        shutil.rmtree(pause)
+
+    def crictl_cmd(self, *args: str) -> list[str]:
+        return [self.crictl, "--config", str(self.base / "crictl.yaml"), *args]
+
+    def cri(self, *args: str, input: str | None = None, timeout: float = 90,
+            check: bool = False) -> subprocess.CompletedProcess:
+        """`crictl ARGS` against our containerd."""
+        return _run(self.crictl_cmd(*args), self.env, input, timeout, check)
+
+    def cri_ok(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        return self.cri(*args, check=True, **kw)
+
+    def cri_pty(self, *args: str, rows: int = 24, cols: int = 80) -> Pty:
+        return Pty(self.crictl_cmd(*args), self.env, rows, cols)
+
+    def leaks(self) -> list[str]:
+        """What the tests' pods left behind (and remove it): pods, containers, then what they
+        left on the host (runtime state, mounts, netns, cgroups, processes, veths)."""
+        found = []
+        for cid in self.cri_ok("ps", "--all", "--quiet").stdout.split():
+            found.append(f"container left: {cid}")
+            self.cri("rm", "--force", cid)
+        for pod in self.cri_ok("pods", "--quiet").stdout.split():
+            found.append(f"pod left: {pod}")
+            self.cri("stopp", pod)
+            self.cri("rmp", "--force", pod)
+        found += self.host_leftovers()
+        self.cgroup.remove(keep_parent=True)  # pod cgroups of a failed test: not the next one's leak
+        netns = self.base / "state" / "netns"
+        found += [f"netns left: {p}" for p in netns.iterdir()] if netns.is_dir() else []
+        return found + self.network.leaks()
+
+    def close(self) -> list[str]:
+        left = super().close()  # containerd, shims, mounts, cgroups, our dir
+        return left + self.network.close()

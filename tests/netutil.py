@@ -14,12 +14,15 @@ import socket
 import subprocess
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from conftest import Bundle
 
 BRIDGE, SUBNET = "org.pyrt.network.bridge", "org.pyrt.network.subnet"
 ADDRESS, PORTS = "org.pyrt.network.address", "org.pyrt.ports"
+RECORDS = Path("/run/pyrt-network")  # pyrt's host-wide record of its bridges and addresses
+FORWARDING = Path("/proc/sys/net/ipv4/ip_forward")
 
 
 class Net:
@@ -35,9 +38,53 @@ class Net:
         bundle.config.setdefault("annotations", {}).update({BRIDGE: self.bridge, SUBNET: self.subnet})
         return bundle
 
+    def gone(self) -> list[str]:
+        """What is left of this bridge on the host (nothing once its last container is deleted)."""
+        left = [f"link {self.bridge}"] if os.path.exists(f"/sys/class/net/{self.bridge}") else []
+        left += [f"record {self.bridge}"] if (RECORDS / f"{self.bridge}.json").exists() else []
+        left += [f"nft: {self.bridge}"] if nft_mentions(f'"{self.bridge}"') else []
+        return left
+
+
+@contextmanager
+def fresh_forwarding():
+    """IPv4 forwarding off, as on a fresh machine (podman's or containerd's CNI, and pyrt, turn
+    it on and leave it on, which would hide a bridge mode that forgets to); put back after."""
+    found = FORWARDING.read_text()
+    FORWARDING.write_text("0")
+    try:
+        yield
+    finally:
+        FORWARDING.write_text(found)
+
+
+def records(root: Path | None = None, cid: str | None = None) -> list[str]:
+    """Entries of pyrt's host-wide address book ("bridge address root id") of this root and/or id."""
+    found = []
+    for path in RECORDS.glob("*.json"):
+        try:
+            entries = json.loads(path.read_text())["addresses"]
+        except FileNotFoundError:
+            continue
+        found += [f"{path.stem} {address} {e['root']} {e['id']}" for address, e in entries.items()
+                  if root in (None, Path(e["root"])) and cid in (None, e["id"])]
+    return found
+
 
 def address(rt, cid: str) -> str:
     return rt.state(cid)["annotations"][ADDRESS]
+
+
+def link(name: str) -> dict | None:
+    """The host's link `name`: {alias, master, mtu, addresses, index}, None if there is none."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        for found in ipr.get_links(ifname=name):
+            addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=found["index"]) if a["family"] == socket.AF_INET]
+            return {"alias": found.get("IFLA_IFALIAS"), "master": found.get("IFLA_MASTER"),
+                    "mtu": found.get("IFLA_MTU"), "addresses": addrs, "index": found["index"]}
+    return None
 
 
 def links(alias_part: str) -> dict[str, dict]:
@@ -111,6 +158,22 @@ def http_get(host: str, port: int, timeout: float = 15) -> str:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def get_in(netns: str, host: str, port: int, timeout: float) -> str:
+    """GET http://host:port/ from inside the network namespace `netns` (a path): the body, or
+    the error ("timed out", ...). (Debian's static busybox wget crashes outside a rootfs.)"""
+    code = ("import http.client, sys\n"
+            "c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=float(sys.argv[3]))\n"
+            "try:\n"
+            "    c.request('GET', '/')\n"
+            "    print(c.getresponse().read().decode(), end='')\n"
+            "except OSError as e:\n"
+            "    print(e, end='')\n")
+    r = subprocess.run(["nsenter", f"--net={netns}", "/usr/bin/python3", "-I", "-c", code, host, str(port),
+                        str(timeout)], capture_output=True, text=True, timeout=timeout + 30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
 
 
 def web_server(bundle: Bundle, text: str) -> Bundle:

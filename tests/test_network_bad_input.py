@@ -4,13 +4,22 @@ that already holds what the second one wanted keeps working."""
 
 from __future__ import annotations
 
+import json
+import random
 import socket
 import subprocess
 
 import pytest
-from netutil import PORTS, Net, free_port, http_get, links, nft_mentions, web_server
+from netutil import PORTS, Net, free_port, fresh_forwarding, http_get, links, nft_mentions, records, web_server
 
 pytestmark = pytest.mark.pyrt_only
+
+
+@pytest.fixture(autouse=True)
+def fresh_machine():
+    """Forwarding off, as on a fresh machine (see test_network.py)."""
+    with fresh_forwarding():
+        yield
 
 
 def create_fails(rt, bundle, *flags: str) -> str:
@@ -25,7 +34,7 @@ def create_fails(rt, bundle, *flags: str) -> str:
     assert r.returncode == 1, out
     assert "Traceback" not in out and len(out.strip().splitlines()) == 1, out
     assert rt("state", cid).returncode == 1
-    assert links(cid) == {} and not nft_mentions(cid)
+    assert links(cid) == {} and not nft_mentions(cid) and records(cid=cid) == []
     return out.replace('\\"', '"')  # the message as written, out of its log record's quoting
 
 
@@ -53,6 +62,8 @@ def test_bad_flags(rt, bundle, flags, message):
     ({"org.pyrt.network": "bridge", "org.pyrt.network.subnet": "10.213.0.0/31"}, "too small"),
     ({"org.pyrt.network": "bridge", "org.pyrt.network.subnet": "fd00::/64"}, "want an IPv4 network"),
     ({"org.pyrt.network": "bridge", "org.pyrt.network.bridge": "a-name-much-too-long"}, "want an interface name"),
+    ({"org.pyrt.network": "bridge", "org.pyrt.network.bridge": "all"}, "want an interface name"),
+    ({"org.pyrt.network": "bridge", "org.pyrt.network.bridge": "default"}, "want an interface name"),
 ])
 def test_bad_annotations_name_the_field(rt, bundle, annotations, message):
     bundle.config["annotations"] = annotations
@@ -69,9 +80,48 @@ def test_bridge_needs_a_new_network_namespace(rt, bundle):
     assert "bridge networking needs a new network namespace: config.json joins /proc/self/ns/net" in out
 
 
-def test_subnet_overlapping_the_host_is_refused(rt, bundle):
-    Net().into(bundle).config["annotations"]["org.pyrt.network.subnet"] = "127.0.0.0/24"
-    assert "overlaps the host's 127.0.0.0/8 on lo" in create_fails(rt, bundle, "--network", "bridge")
+def route_to(address: str) -> str:
+    return json.loads(subprocess.run(["ip", "-j", "route", "get", address], capture_output=True, text=True,
+                                     check=True).stdout)[0]["dev"]
+
+
+@pytest.mark.parametrize("subnet", ["198.51.100.0/24", "240.0.0.0/24", "127.0.0.0/24", "8.8.8.0/24", "100.64.0.0/16",
+                                    "172.32.0.0/16", "192.169.0.0/24", "10.0.0.0/7", "0.0.0.0/1"])
+def test_subnet_outside_the_private_ranges_is_refused(rt, bundle, subnet):
+    """A bridge on a public (or reserved) network takes the host's own traffic to it."""
+    net = Net().into(bundle)
+    net.config["annotations"]["org.pyrt.network.subnet"] = subnet
+    before = route_to(subnet.split("/")[0][:-1] + "7")
+    out = create_fails(rt, bundle, "--network", "bridge")
+    assert (f'org.pyrt.network.subnet "{subnet}": not inside a private range '
+            f"(10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)") in out
+    assert route_to(subnet.split("/")[0][:-1] + "7") == before
+
+
+@pytest.mark.parametrize("table", ["main", "213"])
+def test_subnet_overlapping_a_host_route_is_refused(rt, bundle, table):
+    """In any routing table (policy routing sends some traffic through other tables)."""
+    net = Net()
+    net.into(bundle)
+    route = f"{net.prefix}.128/25"
+    subprocess.run(["ip", "route", "add", "blackhole", route, "table", table], check=True)
+    try:
+        out = create_fails(rt, bundle, "--network", "bridge")
+    finally:
+        subprocess.run(["ip", "route", "del", "blackhole", route, "table", table], check=True)
+    assert f"subnet {net.subnet} overlaps the host's route to {route}" in out
+
+
+def test_subnet_overlapping_an_address_of_the_host_is_refused(rt, bundle):
+    net = Net()
+    net.into(bundle)
+    address = f"{net.prefix}.{random.randrange(2, 255)}/32"  # the test's own, on lo
+    subprocess.run(["ip", "addr", "add", address, "dev", "lo"], check=True)
+    try:
+        out = create_fails(rt, bundle, "--network", "bridge")
+    finally:
+        subprocess.run(["ip", "addr", "del", address, "dev", "lo"], check=True)
+    assert f"subnet {net.subnet} overlaps the host's {address} on lo" in out
 
 
 def test_host_link_of_that_name_is_refused_and_kept(rt, bundle):
@@ -93,9 +143,13 @@ def test_port_in_use_by_a_host_process(rt, bundle, kind):
         assert f"host port {port}/{proto} is already in use" in out
 
 
-def test_address_not_of_this_host(rt, bundle):
+@pytest.mark.parametrize("host", ["192.0.2.123", "224.0.0.251", "255.255.255.255", "127.255.255.255"])
+@pytest.mark.parametrize("proto", ["tcp", "udp"])
+def test_address_not_of_this_host(rt, bundle, host, proto):
+    """Not one of the host's own unicast addresses (a bind takes broadcast and multicast ones, like
+    lo's broadcast 127.255.255.255)."""
     Net().into(bundle)
-    assert "192.0.2.123 is not an address of this host" in create_fails(rt, bundle, "-p", "192.0.2.123:8080:80")
+    assert f"{host} is not an address of this host" in create_fails(rt, bundle, "-p", f"{host}:8080:80/{proto}")
 
 
 def test_second_container_on_a_published_port_fails_first_keeps_it(rt, bundle):

@@ -114,11 +114,37 @@ def test_terminal_needs_a_console_fd(bundle_dir):
     assert first(steps, "symlink", "pts/ptmx") < first(steps, "console") < first(steps, "pivot-root")
 
 
-def test_root_propagation_after_pivot_and_no_cwd_step_for_root(bundle_dir):
-    steps = make_plan(make_spec(bundle_dir, lambda c: c["linux"].update(rootfsPropagation="rshared")))
-    at = first(steps, "propagation", "/", str(mounts.MS_SHARED | mounts.MS_REC))
-    assert at > first(steps, "pivot-root")
-    assert "mkdir" not in ops(steps)
+SLAVE, SHARED, PRIVATE = mounts.MS_SLAVE, mounts.MS_SHARED, mounts.MS_PRIVATE
+REC, UNBINDABLE = mounts.MS_REC, mounts.MS_UNBINDABLE
+
+
+@pytest.mark.parametrize("asked,on_root,holder,after_pivot", [
+    (None, SLAVE | REC, PRIVATE, None), ("rshared", SHARED | REC, PRIVATE, SHARED | REC),
+    ("shared", SHARED, PRIVATE, SHARED), ("rslave", SLAVE | REC, SLAVE, None), ("slave", SLAVE, SLAVE, None),
+    ("rprivate", PRIVATE | REC, PRIVATE, None), ("unbindable", UNBINDABLE, PRIVATE, UNBINDABLE),
+])
+def test_root_propagation_as_runc(bundle_dir, asked, on_root, holder, after_pivot):
+    """runc 1.5's order: rootfsPropagation (default rslave) on "/", the mount holding the rootfs
+    private (slave for a slave root), the root bind; after pivot_root shared or unbindable again."""
+    steps = make_plan(make_spec(bundle_dir, lambda c: asked and c["linux"].update(rootfsPropagation=asked)))
+    props = [(i, st.args) for i, st in enumerate(steps) if st.op == "propagation"]
+    root, pivot = first(steps, "root"), first(steps, "pivot-root")
+    assert [a for i, a in props if i < root] == [("/", str(on_root)), (str(bundle_dir / "rootfs"), str(holder))]
+    assert [a for i, a in props if i > pivot] == ([("/", str(after_pivot))] if after_pivot else [])
+    assert "mkdir" not in ops(steps)  # cwd "/" needs none
+
+
+def test_no_pivot_root_propagation(bundle_dir):
+    """--no-pivot moves the rootfs onto "/": "/" is made private first, or a shared "/" would
+    carry the move to the host's "/". A private root is refused, as runc does."""
+    steps = make_plan(make_spec(bundle_dir, lambda c: c["linux"].update(rootfsPropagation="rshared")), no_pivot=True)
+    assert steps[first(steps, "move-root") - 1] == Step("propagation", "/", mounts.MS_PRIVATE)
+    assert first(steps, "propagation", "/", str(SHARED | REC)) < first(steps, "root")
+    assert steps[first(steps, "move-root") + 1] == Step("propagation", "/", SHARED | REC)
+    for asked in ("private", "rprivate"):
+        private = make_spec(bundle_dir, lambda c, asked=asked: c["linux"].update(rootfsPropagation=asked))
+        with pytest.raises(PyrtError, match=f'rootfsPropagation: "{asked}" is not safe without pivot_root'):
+            make_plan(private, no_pivot=True)
 
 
 @pytest.mark.parametrize("key,namespaces,ok", [
