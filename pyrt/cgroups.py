@@ -177,10 +177,6 @@ class Cgroup:
         """Whether pyrt made this leaf directory (the cgroup2 one by default) for this container."""
         return bool(self.owner) and _mark(path or self.dir) == self.owner.encode()
 
-    def members(self) -> list[int]:
-        """The processes directly in the cgroup2 directory (not in its children)."""
-        return _procs(self.dir)
-
     def processes(self) -> list[int]:
         """The container's processes: the whole subtree of a leaf made for it; in a joined
         cgroup, the processes in its subtree that are in the container's own pid namespace
@@ -315,9 +311,6 @@ class Cgroup:
                 os.close(fd)
             raise PyrtError(f"open {d}/tasks: {os.strerror(e.errno).lower()}") from None
         return fds
-
-    def exists(self) -> bool:
-        return os.path.isdir(self.dir)
 
     def kill(self, sig: int) -> None:
         """Signal every process of the container (processes()): SIGKILL through cgroup.kill

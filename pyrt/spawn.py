@@ -190,7 +190,7 @@ def _killed_at_birth(pid: int) -> bool:
 
 def _move(pid: int, pidfd: int, cgroup_dir: str) -> None:
     """Move a child (still waiting for "go") into its cgroup2 directory; killed on failure."""
-    import signal
+    import _signal as signal
 
     try:
         fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
