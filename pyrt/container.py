@@ -174,6 +174,8 @@ def start(root: str, container_id: str, init=None) -> None:
         watch = hooks.watch_start(c)  # opened before the byte goes in (see hooks.after_start)
         try:
             os.write(fd, b"0")
+        except OSError:  # EPIPE: the init went between the open and the write
+            raise PyrtError("cannot start a container that has stopped") from None
         finally:
             os.close(fd)
         os.unlink(c.fifo)

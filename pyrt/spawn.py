@@ -16,7 +16,10 @@ _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_S
 def _sealed_copy(path: str, name: str) -> int:
     """An in-memory, sealed copy of an executable: what the container could reach through
     /proc/<pid>/exe can never be written back to the host's file (CVE-2019-5736)."""
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
     try:
         mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
@@ -65,8 +68,11 @@ class Init:
         ours, theirs = above(pair[0], floor), above(pair[1], floor)
         plan = exe = -1
         try:
-            plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
-            os.write(plan, encode(steps))
+            try:
+                plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
+                os.write(plan, encode(steps))
+            except OSError as e:
+                raise PyrtError(f"write the plan for pyrt-init: {os.strerror(e.errno).lower()}") from None
             exe = above(_sealed_copy(INIT, "pyrt-init"), floor)
             pidfd = ffi.new("int *", -1)
             keep = ffi.new("int[]", keep_fds) if keep_fds else ffi.NULL

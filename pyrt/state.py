@@ -143,9 +143,12 @@ class Container:
 
     def remove(self) -> None:
         """Remove the state directory (the lock goes with it)."""
-        for name in os.listdir(self.dir_fd):
-            os.unlink(name, dir_fd=self.dir_fd)
-        os.rmdir(self.dir)
+        try:
+            for name in os.listdir(self.dir_fd):
+                os.unlink(name, dir_fd=self.dir_fd)
+            os.rmdir(self.dir)
+        except OSError as e:
+            raise PyrtError(f"remove {self.dir}: {os.strerror(e.errno).lower()}") from None
         self.close()
 
 
