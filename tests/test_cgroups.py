@@ -344,7 +344,7 @@ class HostCgroup:
         path = base.joinpath(self.name, *sub)
         path.mkdir(exist_ok=True)
         for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset needs them before anyone joins
-            if (path / name).exists() and not (path / name).read_text().strip():
+            if base != UNIFIED and (path / name).exists() and not (path / name).read_text().strip():
                 (path / name).write_text((path.parent / name).read_text())
         return path
 
