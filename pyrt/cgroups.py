@@ -248,10 +248,9 @@ class Cgroup:
                     made += [os.path.join(base, *parts[:j]) for j in range(i, len(parts) + 1)]
                     break
                 mark = _mark(path)
-                if mark not in (None, SHARED, self.owner.encode()):
-                    other = mark.decode(errors="replace")
-                    raise PyrtError(f"cgroup {path} is the cgroup of container {other}: "
-                                    f"{'it' if i == len(parts) else 'a container cgroup'} cannot be shared")
+                if mark not in (None, SHARED, self.owner.encode()):  # the leaf of another (or below it)
+                    raise PyrtError(f"cgroup {path} is the cgroup of container {mark.decode(errors='replace')}: "
+                                    "a container's cgroup is never shared")
                 if i == len(parts):
                     self._check_joinable(path, base)
         return made

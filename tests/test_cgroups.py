@@ -570,6 +570,21 @@ def test_a_stopped_containers_cgroup_is_not_shared(rt, bundle, tmp_path):
 
 
 @pytest.mark.pyrt_only
+def test_a_cgroup_inside_another_containers_is_refused(rt, bundle):
+    """Nor may a container's cgroup lie below another's: its subtree is the other's, and
+    deleting that one would kill this one."""
+    path = f"/pyrt-test-{uuid.uuid4().hex[:8]}"
+    bundle.config["linux"]["cgroupsPath"] = path
+    first = rt.create(bundle.args("sleep", "100"))
+    bundle.config["linux"]["cgroupsPath"] = path + "/inner"
+    bundle.write()
+    r = rt("create", "--bundle", str(bundle.path), rt.new_id())
+    assert r.returncode == 1 and f"{UNIFIED}{path} is the cgroup of container {rt.root}/{first}" in r.stderr, r.stderr
+    assert rt.state(first)["status"] == "created"
+    rt.ok("delete", "--force", first)
+
+
+@pytest.mark.pyrt_only
 def test_concurrent_creates_never_share_a_cgroup(rt, bundle, tmp_path):
     """Two creates naming one absolute cgroupsPath at the same moment (two roots): one wins,
     the other is refused, whatever the interleaving (pyrt's cgroup lock makes check, mkdir and
