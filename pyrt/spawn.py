@@ -18,23 +18,23 @@ def _sealed_copy(path: str, name: str) -> int:
     /proc/<pid>/exe can never be written back to the host's file (CVE-2019-5736)."""
     try:
         src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError as e:
-        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
-    try:
-        mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            size, offset = os.fstat(src).st_size, 0
-            while offset < size:
-                sent = os.sendfile(mfd, src, offset, size - offset)
-                if not sent:
-                    raise PyrtError(f"{path}: shorter than its size (changed while being copied)")
-                offset += sent
-            fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
-        except BaseException:
-            os.close(mfd)
-            raise
-    finally:
-        os.close(src)
+            mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            try:
+                size, offset = os.fstat(src).st_size, 0
+                while offset < size:
+                    sent = os.sendfile(mfd, src, offset, size - offset)
+                    if not sent:
+                        raise PyrtError(f"{path}: shorter than its size (changed while being copied)")
+                    offset += sent
+                fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
+            except BaseException:
+                os.close(mfd)
+                raise
+        finally:
+            os.close(src)
+    except OSError as e:
+        raise PyrtError(f"copy {path} into memory: {os.strerror(e.errno).lower()}") from None
     return mfd
 
 
@@ -42,7 +42,11 @@ def above(fd: int, floor: int) -> int:
     """Move an internal fd to `floor` or higher, out of the range passed to the container."""
     if fd >= floor:
         return fd
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except OSError as e:
+        os.close(fd)
+        raise PyrtError(f"move an fd of pyrt's above {floor - 1}: {os.strerror(e.errno).lower()}") from None
     os.close(fd)
     return new
 
@@ -59,7 +63,10 @@ class Init:
               cgroup_dir: str = "") -> Init:
         """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`, the directory
         `cgroup_dir`) and make it execute pyrt-init; it waits for go() before reading the plan."""
-        from pyrt._native import ffi, lib
+        try:
+            from pyrt._native import ffi, lib
+        except ImportError as e:  # dlopen failed: out of fds, or a broken installation
+            raise PyrtError(f"load pyrt's native module: {e}") from None
 
         pair = ffi.new("int[2]")
         rc = lib.pyrt_socketpair(pair)

@@ -180,6 +180,24 @@ def test_full_state_filesystem(rt, bundle, full_root, room):
     assert not _processes_in(cid)
 
 
+@pytest.mark.pyrt_only
+def test_create_short_of_file_descriptors(rt, bundle):
+    """Out of file descriptors (a tight RLIMIT_NOFILE) at each step of create that opens one:
+    one line naming what failed (never `internal error`), nothing left behind."""
+    import resource
+
+    bundle.args("sleep", "100").write()
+    for nofile in range(8, 24):
+        cid = rt.new_id()
+        r = subprocess.run(rt.cmd("create", "--bundle", str(bundle.path), cid), capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=30,
+                           preexec_fn=lambda n=nofile: resource.setrlimit(resource.RLIMIT_NOFILE, (n, n)))
+        if r.returncode:
+            _one_line_error(r)
+        rt.ok("delete", "--force", cid)
+        assert not _processes_in(cid)
+
+
 def test_cgroup_that_had_cgroup_kill_written(rt, bundle, tmp_path):
     """Linux 6.x kills a process cloned (CLONE_INTO_CGROUP) into a cgroup that once had
     cgroup.kill written: pyrt sees it and moves its init in instead (runc does too), for create
