@@ -14,8 +14,8 @@ and must be safe to run twice (a `delete --force` killed in turn is simply run a
 
 Records are JSON objects, one per line, each appended with a single write() on an O_APPEND
 descriptor. A kill inside that write can leave a torn last line: undo() skips it, since the step
-it announced never started. No fsync: the journal lives in /run (tmpfs) like the cgroups and
-processes it describes, and none of them survives a reboot.
+it announced never started. No fsync: a killed process loses nothing it wrote, and what the
+journal describes (cgroups, processes) does not survive a reboot either.
 
 Adding a kind: call `record(dir_fd, "kind", ...fields)` before the side effect and add
 `"kind": "module:function"` to UNDO; the function gets the record (a dict) and the state
