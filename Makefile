@@ -91,17 +91,20 @@ demo: install bundles
 image-demo: install bundles
 	$(PY) tools/image_demo.py --pyrt $(BIN)
 
+# The suite runs twice: against pyrt (with the differential tests, pyrt beside runc 1.5), then
+# against the oracle (PYRT_BIN=runc: ../shared/bin/runc-1.5 beside the clone, or $$SHARED_BIN, when
+# present; else runc on $$PATH) without the pyrt-only and differential tests.
 test: install bundles
 	$(PY) -m ruff check pyrt tests bench
 	$(PY) -P -m pytest -q -m 'not cgroup2' tests
-	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'not pyrt_only and not cgroup2' tests
+	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'not pyrt_only and not differential and not cgroup2' tests
 	$(MAKE) --no-print-directory cgroup2-tests
 
 # The tests that need real cgroup v2 limits (marker cgroup2), for pyrt and then runc: directly
 # on a host whose cgroup2 tree has controllers, else in one boot of a throw-away VM with a pure
 # cgroup v2 kernel (tools/run-in-vm.sh; Python runs ~20x slower there).
 CGROUP2_TESTS := $(PY) -P -m pytest -q -m cgroup2 tests && \
-	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'cgroup2 and not pyrt_only' tests
+	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'cgroup2 and not pyrt_only and not differential' tests
 test-cgroup2: install bundles cgroup2-tests
 cgroup2-tests:
 	@if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then \

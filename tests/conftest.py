@@ -2,7 +2,10 @@
 bundles over the busybox rootfs, and a leak check after every test.
 
 Integration tests drive the runtime only through its command line, so the same suite runs
-against runc: tests of pyrt-only behaviour carry the `pyrt_only` marker.
+against runc: tests of pyrt-only behaviour carry the `pyrt_only` marker. The oracle is runc 1.5
+(`PYRT_BIN=runc` picks shared/bin/runc-1.5 beside the clone, or $SHARED_BIN, when present);
+Debian's runc 1.1.5 still works (`PYRT_BIN=/usr/sbin/runc`), minus the tests marked
+`not_runc_1_1` (behaviour runc gained after 1.1).
 """
 
 from __future__ import annotations
@@ -22,8 +25,32 @@ import prctl
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def shared_bin(name: str) -> Path | None:
+    """A tool the project keeps beside its clone, in shared/bin (runc-1.5, the oracle for runc's
+    current behaviour; crictl-1.26): $SHARED_BIN, else the nearest shared/bin above the
+    repository (a worktree may sit one level deeper); None when absent."""
+    dirs = [Path(os.environ["SHARED_BIN"])] if os.environ.get("SHARED_BIN") else []
+    dirs += [up / "shared" / "bin" for up in (REPO.parent, REPO.parent.parent)]
+    return next((d / name for d in dirs if os.access(d / name, os.X_OK)), None)
+
+
+def runc_version(binary: str) -> tuple[int, int]:
+    """(major, minor) of a runc binary, from `runc --version`."""
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    major, minor = out.split()[2].split(".")[:2]
+    return int(major), int(minor)
+
+
+RUNC_1_5 = shared_bin("runc-1.5")
+#: PYRT_BIN=runc means the oracle: runc 1.5 from shared/bin when present, else runc on $PATH.
 BINARY = os.environ.get("PYRT_BIN", "pyrt")
+if BINARY == "runc" and RUNC_1_5:
+    BINARY = str(RUNC_1_5)
 IS_RUNC = os.path.basename(BINARY).split("-")[0] in ("runc", "crun")  # runc-1.5 too
+#: Debian's runc 1.1.5 as the oracle: it lacks behaviour runc gained since (marker not_runc_1_1).
+OLD_RUNC = IS_RUNC and os.path.basename(BINARY).startswith("runc") and runc_version(BINARY) < (1, 2)
 BUSYBOX_ROOTFS = REPO / "bundles" / "busybox" / "rootfs"
 HELLO_BUNDLE = REPO / "bundles" / "hello-world"
 SCHEMA_DIR = Path("/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema")
@@ -36,9 +63,18 @@ prctl.set_child_subreaper(True)
 def pytest_collection_modifyitems(config, items):
     if IS_RUNC:
         skip = pytest.mark.skip(reason="pyrt-only behaviour; PYRT_BIN is runc")
+        old = pytest.mark.skip(reason="runc 1.1 lacks this behaviour of runc 1.5")
         for item in items:
-            if "pyrt_only" in item.keywords:
+            if "pyrt_only" in item.keywords or "differential" in item.keywords:
                 item.add_marker(skip)
+            elif OLD_RUNC and "not_runc_1_1" in item.keywords:
+                item.add_marker(old)
+
+
+def pyrt_differs(reason: str):
+    """A shared test pyrt fails today where runc 1.5 passes (docs/runc-differences.md): an
+    expected failure of the pyrt pass until pyrt is fixed (strict: the fix must remove it)."""
+    return pytest.mark.xfail(not IS_RUNC, strict=True, reason=f"pyrt differs from runc 1.5: {reason}")
 
 
 def reap() -> None:
@@ -185,6 +221,18 @@ def rt(tmp_path: Path):
 @pytest.fixture
 def bundle(tmp_path: Path) -> Bundle:
     return Bundle(tmp_path / "bundle")
+
+
+@pytest.fixture(scope="session")
+def differ(tmp_path_factory):
+    """Runs a scenario under pyrt and runc 1.5, once per session (tests/differential.py)."""
+    if not RUNC_1_5:
+        if os.environ.get("CI"):
+            pytest.fail("shared/bin/runc-1.5 is missing: the differential tests need it")
+        pytest.skip("shared/bin/runc-1.5 not found (set SHARED_BIN)")
+    from differential import Differ
+
+    return Differ(tmp_path_factory.mktemp("differential"))
 
 
 # ----------------------------------------------------------------------------- leak check

@@ -26,7 +26,7 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import wait_for
+from conftest import shared_bin, wait_for
 
 RUNTIME = os.path.abspath(os.environ.get("ENGINE_RUNTIME", "/usr/local/bin/pyrt"))
 RUNTIME_NAME = os.path.basename(RUNTIME)
@@ -40,15 +40,10 @@ CGROUP_FS = Path("/sys/fs/cgroup")
 
 
 def shared_tool(name: str) -> str:
-    """A tool the project keeps beside its clone, in shared/bin (runc-1.5, the oracle for runc's
-    current behaviour; crictl-1.26): the nearest shared/bin above the repository (a worktree
-    may sit one level deeper), or $SHARED_BIN."""
-    dirs = [Path(os.environ["SHARED_BIN"])] if os.environ.get("SHARED_BIN") else []
-    dirs += [up / "shared" / "bin" for up in (REPO.parent, REPO.parent.parent)]
-    for d in dirs:
-        if os.access(d / name, os.X_OK):
-            return str(d / name)
-    raise AssertionError(f"{name} not found in {', '.join(map(str, dirs))} (set SHARED_BIN)")
+    """A tool from shared/bin beside the clone (conftest.shared_bin), which must be there."""
+    path = shared_bin(name)
+    assert path, f"{name} not found in shared/bin beside the repository (set SHARED_BIN)"
+    return str(path)
 
 
 # ----------------------------------------------------------------------------- images

@@ -13,7 +13,7 @@ import time
 import cgroupfs
 import pytest
 from cgroupfs import CTR_DEVICES, finish, output, started
-from conftest import IS_RUNC
+from conftest import OLD_RUNC
 
 pytestmark = pytest.mark.cgroup2
 
@@ -92,9 +92,9 @@ def test_io_max_throttles_reads(rt, bundle):
     rt.ok("delete", cid)
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1  # runc 1.1 still uses the linear cpu.weight formula
 def test_v2_conversions_and_unified(rt, bundle):
-    """The v1 -> v2 conversions and `unified` keys, as files (one container for all)."""
+    """The v1 -> v2 conversions and `unified` keys, as files (one container for all); runc 1.5's."""
     bundle.config["linux"]["resources"] = {
         "memory": {"limit": 32 << 20, "swap": 48 << 20, "reservation": 8 << 20},
         "cpu": {"shares": 1024, "quota": 50000, "period": 200000, "cpus": "0", "mems": "0"},
@@ -135,7 +135,7 @@ def test_ctr_defaults_on_v2(rt, bundle):
     bundle.args("sh", "-c", "echo x > /dev/null && echo ok")
     cid, _, files = started(rt, bundle)
     rt.wait_status(cid, "stopped")
-    if not IS_RUNC:  # runc 1.1 still uses the linear formula (39)
+    if not OLD_RUNC:  # runc 1.1 still uses the linear formula (39)
         assert (files.v2 / "cpu.weight").read_text().strip() == "100"
     rt.ok("delete", cid)
     assert output(bundle) == "ok\n", output(bundle, "stderr")
@@ -148,6 +148,6 @@ def test_stats_after_an_oom_kill(rt, bundle):
     cgroupfs.wait_for(files.oom_kills, timeout=60, what="the OOM kill")
     stats = json.loads(rt.ok("events", "--stats", cid).stdout)["data"]["memory"]
     assert stats["usage"]["limit"] == 24 << 20
-    if not IS_RUNC:  # memory.peak: runc 1.1 does not report it on v2
+    if not OLD_RUNC:  # memory.peak: runc 1.1 does not report it on v2
         assert stats["usage"]["max"] >= 20 << 20
     finish(rt, cid)

@@ -223,7 +223,6 @@ def test_container_user_owns_its_terminal(rt, bundle, tmp_path):
     rt.ok("delete", cid)
 
 
-@pytest.mark.pyrt_only
 def test_host_terminal_as_stdio_keeps_its_owner(rt, bundle):
     """A container without a terminal of its own, run from ours: our pty is the host's and is
     never chowned to the container's user (runc chowns it)."""

@@ -174,7 +174,7 @@ def test_console_is_not_created_in_a_host_dev(rt, bundle, tmp_path):
     assert host_state(host) == before
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 def test_console_file_of_a_host_dev_is_left_as_it_is(rt, bundle, tmp_path):
     """The same with a console file in the host directory: the terminal is bound over it in the
     container's mount namespace; the host's file keeps its mode, owner and content. (runc 1.1
@@ -282,13 +282,13 @@ def test_tmpcopyup_never_copies_into_a_host_directory(rt, bundle, tmp_path):
 # ----------------------------------------------------------------------------- mount flags
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("option", ["ro", "rro"])
 def test_read_only_bind_stays_read_only_under_a_race(rt, bundle, tmp_path, option):
     """A racer swaps the directory holding a read-only bind's destination with a symlink to
     /dev (where /dev/shm is another mount) while containers start: the host directory must be
     read-only in every container that starts, never writable because its `ro` landed on the
-    other mount. (runc 1.5 passes this too; runc 1.1.5, the suite's oracle, does not.)"""
+    other mount. (runc 1.5 passes this too; runc 1.1.5 does not.)"""
     root = private_rootfs(tmp_path, bundle)
     src = tmp_path / "src"
     src.mkdir()

@@ -82,7 +82,7 @@ def test_hostname(rt, bundle):
     assert os.uname().nodename != "inner-host"
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 def test_domainname(rt, bundle):
     """runtime-spec 1.1's domainname (runc 1.1.5 ignores it)."""
     bundle.config["domainname"] = "inner.example"

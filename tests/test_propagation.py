@@ -131,7 +131,7 @@ def runc_1_5() -> str:
     return engines.shared_tool("runc-1.5")
 
 
-@pytest.mark.pyrt_only  # the oracle is runc 1.5: Debian's runc 1.1.5 predates its propagation rules
+@pytest.mark.differential  # pyrt beside runc 1.5 (Debian's runc 1.1.5 predates its propagation rules)
 @pytest.mark.parametrize("rootfs_propagation", [None, *PROPAGATIONS])
 @pytest.mark.parametrize("host", ["private-host", "systemd-host"])
 def test_propagation_as_runc_1_5(rt, tmp_path, runc_1_5, host, rootfs_propagation):

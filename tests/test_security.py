@@ -2,7 +2,8 @@
 apply to create and run (the exec rows live with exec's tests). Rootfs tricks are planted in
 private copies of the busybox rootfs, never in bundles/busybox/rootfs.
 
-Tests marked pyrt_only attack holes runc 1.1.5 (Debian 12) still has."""
+Tests marked pyrt_only attack holes runc 1.5 still has (or refuses what runc follows safely);
+not_runc_1_1 marks the holes runc 1.5 closed and Debian's runc 1.1.5 still has."""
 
 from __future__ import annotations
 
@@ -155,7 +156,6 @@ while True:
 """
 
 
-@pytest.mark.pyrt_only
 def test_mount_destination_symlink_race(rt, bundle, tmp_path):
     """A racer swaps a directory of the rootfs (a shared volume) with a symlink to a host
     directory while containers start: no mount and no mkdir ever lands outside the rootfs.
@@ -256,7 +256,7 @@ def test_mount_target_through_a_symlink_loop_is_refused(rt, bundle, tmp_path):
 # ----------------------------------------------------------------------------- CVE-2025-31133
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("null", ["symlink", "file"])
 def test_masking_refuses_a_fake_dev_null(rt, bundle, tmp_path, null):
     """/dev comes from a volume whose `null` is a symlink to a host /proc file, or a plain file:
@@ -276,7 +276,7 @@ def test_masking_refuses_a_fake_dev_null(rt, bundle, tmp_path, null):
     assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 def test_dev_null_symlink_in_the_image_is_refused(rt, bundle, tmp_path):
     root = private_rootfs(tmp_path, bundle)
     without_mount(bundle, "/dev")
@@ -302,7 +302,6 @@ class ConsoleSocket:
         self.sock.close()
 
 
-@pytest.mark.pyrt_only
 @pytest.mark.parametrize("plant", ["pts-symlink-with-devpts", "pts-symlink", "ptmx-symlink", "ptmx-host-node",
                                    "console-symlink"])
 def test_terminal_refuses_planted_pts(rt, bundle, tmp_path, plant):
@@ -353,7 +352,7 @@ def test_sysctl_write_refuses_a_file_mounted_over_proc(rt, bundle, tmp_path):
 # ----------------------------------------------------------------------------- CVE-2026-41579
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("dev_mount", [True, False], ids=["dev-tmpfs", "image-dev"])
 @pytest.mark.parametrize("absolute", [True, False], ids=["absolute", "relative"])
 def test_dev_symlink_is_refused_and_the_host_untouched(rt, bundle, tmp_path, dev_mount, absolute):
@@ -400,10 +399,10 @@ def test_cwd_through_proc_self_fd_is_refused(rt, bundle, tmp_path):
         assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
 
 
-@pytest.mark.pyrt_only
-@pytest.mark.parametrize("cwd", ["/proc/self/fd/3", "/proc/self/cwd", "/proc/1/root", "/proc/self/root/tmp"])
+@pytest.mark.parametrize("cwd", ["/proc/self/fd/3", *(pytest.param(c, marks=pytest.mark.pyrt_only) for c in (
+    "/proc/self/cwd", "/proc/1/root", "/proc/self/root/tmp"))])  # runc 1.5 follows these (they stay inside)
 def test_cwd_through_magic_links_is_refused(rt, bundle, tmp_path, cwd):
-    """No magic link is followed for cwd, not even an fd the caller passes on purpose (runc
+    """No magic link is followed for cwd, not even an fd the caller passes on purpose (runc 1.5
     follows the ones that stay inside the container)."""
     bundle.process["cwd"] = cwd
     bundle.args("ls").write()

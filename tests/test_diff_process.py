@@ -1,0 +1,170 @@
+"""Differential rows, runtime-spec `process`: each field run by pyrt and by runc 1.5, compared on
+what the process sees of itself (tests/differential.py). A row marked xfail is a difference
+pyrt has today (docs/runc-differences.md); the fix removes the mark."""
+
+from __future__ import annotations
+
+import pytest
+from differential import Scenario, compare, edit, row, with_env
+
+pytestmark = pytest.mark.differential
+
+ALL_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETUID", "CAP_SETGID", "CAP_NET_RAW",
+            "CAP_SYS_ADMIN", "CAP_SYS_NICE"]
+
+
+def proc(**fields):
+    """A scenario edit that sets process fields."""
+    return edit(lambda c: c["process"].update(fields))
+
+
+def user(**fields):
+    return edit(lambda c: c["process"]["user"].update(fields))
+
+
+NOBODY = {"uid": 65534, "gid": 65534}
+NICE = {k: ["CAP_SYS_NICE"] for k in ("bounding", "effective", "permitted")}
+
+
+SCHED = "process.scheduler is refused; runc 1.5 sets it (sched_setattr)"
+
+
+def caps(**sets):
+    return edit(lambda c: c["process"].__setitem__("capabilities", sets))
+
+
+def extra(script: str, **fields):
+    """The probe, plus `script` run in its `extra` section."""
+    def fn(c):
+        c["process"].update(fields)
+        with_env(c, EXTRA=script)
+    return edit(fn)
+
+
+def args(*argv: str, **fields):
+    return proc(args=list(argv), **fields)
+
+
+def rlimit(*limits: tuple[str, int, int]):
+    return edit(lambda c: c["process"].__setitem__("rlimits", [{"type": t, "soft": s, "hard": h}
+                                                               for t, s, h in limits]))
+
+
+BASE = Scenario("base")
+
+ROWS = [
+    # the base config: what every other row changes one field of
+    row("base/credentials+capabilities", BASE, "status"),
+    row("base/limits", BASE, "limits"),
+    row("base/env", BASE, "env"),
+    row("base/cwd", BASE, "cwd"),
+    row("base/fds", BASE, "fds"),
+    row("base/oomScoreAdj", BASE, "oom"),
+    row("base/sched", BASE, "sched"),
+    row("base/exit", BASE, "rc", "stderr"),
+    # process.args
+    row("args/argv", Scenario("args", args("echo", "a  b", "", "c")), "rc", "stdout"),
+    row("args/exit-status", Scenario("exit-3", args("sh", "-c", "exit 3")), "rc"),
+    row("args/killed-by-signal", Scenario("self-kill", args("sh", "-c", "kill -9 $$")), "rc"),
+    row("args/not-found", Scenario("not-found", args("nosuch")), "error", "message"),
+    row("args/absolute-missing", Scenario("abs-missing", args("/nosuch")), "error", "message"),
+    row("args/directory", Scenario("dir-exec", args("/bin")), "error", "message",
+        differs='a directory as process.args[0]: "permission denied"; runc 1.5 says "is a directory"'),
+    row("args/not-executable", Scenario("not-exec", args("/etc/passwd")), "error", "message"),
+    row("args/relative-with-slash", Scenario("relative", args("bin/echo", "x")), "rc", "stdout"),
+    row("args/empty", Scenario("no-args", args()), "error"),
+    row("args/PATH-from-env", Scenario("path-env", proc(args=["echo", "x"], env=["PATH=/nosuch"])), "error"),
+    # process.env
+    row("env/duplicate-key", Scenario("env-dup", proc(env=["A=1", "A=2", "PATH=/bin"])), "env",
+        differs="duplicate env keys both reach the process; runc 1.5 keeps the last"),
+    row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env",
+        differs="an empty HOME= is kept; runc 1.5 fills it from /etc/passwd"),
+    row("env/HOME-from-passwd-for-uid", Scenario("env-home-nobody", proc(env=["PATH=/bin"], user=NOBODY)), "env"),
+    row("env/no-PATH", Scenario("env-no-path", proc(env=["A=1"], args=["/bin/sh", "-c", "tr '\\0' '\\n' "
+                                                                     "</proc/$$/environ"])), "rc", "stdout"),
+    row("env/not-KEY=VALUE", Scenario("env-bad", proc(env=["JUSTKEY"])), "error"),
+    # keys in another letter case (Go's JSON decoder matches them; the spec names them exactly)
+    row("keys-in-other-case", Scenario("key-case", edit(lambda c: c["process"].update(Cwd=c["process"].pop("cwd")))),
+        "stage", "cwd", differs='a key in another letter case ("Cwd") is not read (here: process.cwd is required); '
+                               "runc 1.5 (Go's JSON decoder) takes it"),
+    # process.cwd
+    row("cwd/tmp", Scenario("cwd-tmp", proc(cwd="/tmp")), "cwd"),
+    row("cwd/missing-is-created", Scenario("cwd-missing", proc(cwd="/tmp/a/b")), "cwd"),
+    row("cwd/relative", Scenario("cwd-relative", proc(cwd="tmp")), "error"),
+    row("cwd/a-file", Scenario("cwd-file", proc(cwd="/etc/passwd")), "error"),
+    row("cwd/root-only-dir-as-nobody", Scenario("cwd-root-only", extra("", cwd="/root", user=NOBODY),
+                                                rootfs=lambda r: (r / "root").chmod(0o700)), "rc", "cwd",
+        differs="a cwd only root can enter, for a non-root user: the process exits 126 without a word; runc 1.5 "
+                "enters it before dropping privileges"),
+    # process.user
+    row("user/uid+gid", Scenario("uid-gid", user(uid=1000, gid=1000)), "status"),
+    row("user/additionalGids", Scenario("gids", user(uid=1000, gid=1000, additionalGids=[10, 20, 1000])), "status"),
+    row("user/umask", Scenario("umask", user(umask=0o027)), "status"),
+    row("user/no-umask", BASE, "status"),
+    row("user/username-ignored", Scenario("username", user(username="ignored")), "status",
+        differs="process.user.username (Windows) is refused; runc 1.5 ignores it"),
+    row("user/uid-without-passwd-entry", Scenario("uid-nopasswd", user(uid=4242, gid=4242)), "status", "env"),
+    # process.capabilities
+    row("capabilities/bounding-only", Scenario("cap-bounding", caps(bounding=ALL_CAPS)), "status"),
+    row("capabilities/effective+permitted", Scenario("cap-eff", caps(bounding=ALL_CAPS, effective=ALL_CAPS,
+                                                                      permitted=ALL_CAPS)), "status"),
+    row("capabilities/inheritable", Scenario("cap-inh", caps(bounding=ALL_CAPS, permitted=ALL_CAPS,
+                                                              inheritable=ALL_CAPS)), "status"),
+    row("capabilities/ambient", Scenario("cap-amb", caps(bounding=ALL_CAPS, permitted=ALL_CAPS, inheritable=ALL_CAPS,
+                                                          effective=ALL_CAPS, ambient=["CAP_KILL", "CAP_NET_RAW"])),
+        "status"),
+    row("capabilities/ambient-as-nobody", Scenario("cap-amb-user", edit(lambda c: c["process"].update(
+        user={"uid": 65534, "gid": 65534}, capabilities={k: ["CAP_KILL", "CAP_NET_RAW"] for k in
+                                                         ("bounding", "permitted", "inheritable", "effective",
+                                                          "ambient")}))), "status"),
+    row("capabilities/none", Scenario("cap-none", caps()), "status"),
+    row("capabilities/unknown-name", Scenario("cap-unknown", caps(bounding=["CAP_NOSUCH", "CAP_KILL"])),
+        "stage", "status", differs="an unknown capability name is refused; runc 1.5 warns (ignoring unknown or "
+                                   "unavailable capabilities) and runs"),
+    row("capabilities/lower-case-name", Scenario("cap-lower", caps(bounding=["cap_kill"])), "stage"),
+    # process.rlimits
+    row("rlimits/several", Scenario("rlimits", rlimit(("RLIMIT_NOFILE", 512, 1024), ("RLIMIT_CORE", 0, 4096),
+                                                     ("RLIMIT_NPROC", 100, 200), ("RLIMIT_STACK", 1 << 20, 1 << 22))),
+        "limits"),
+    row("rlimits/none", Scenario("rlimits-none", rlimit()), "limits"),
+    row("rlimits/unknown-type", Scenario("rlimit-unknown", rlimit(("RLIMIT_NOSUCH", 1, 1))), "error"),
+    row("rlimits/soft-above-hard", Scenario("rlimit-soft-hard", rlimit(("RLIMIT_NOFILE", 2048, 1024))), "error"),
+    row("rlimits/duplicate-type", Scenario("rlimit-dup", rlimit(("RLIMIT_NOFILE", 200, 200),
+                                                               ("RLIMIT_NOFILE", 100, 100))), "limits"),
+    row("rlimits/above-the-host-hard-limit", Scenario("rlimit-too-high", rlimit(("RLIMIT_NOFILE", 1 << 20, 1 << 20))),
+        "error", "words:error setting rlimit type 7: operation not permitted"),
+    # process.noNewPrivileges
+    row("noNewPrivileges/false", Scenario("nnp-false", proc(noNewPrivileges=False)), "status"),
+    # process.oomScoreAdj
+    row("oomScoreAdj/500", Scenario("oom-500", proc(oomScoreAdj=500)), "oom"),
+    row("oomScoreAdj/-500-without-CAP_SYS_RESOURCE", Scenario("oom-minus", proc(oomScoreAdj=-500)), "error"),
+    row("oomScoreAdj/out-of-range", Scenario("oom-range", proc(oomScoreAdj=5000)), "stage"),
+    # process.apparmorProfile, selinuxLabel (no LSM of either kind on this host)
+    row("apparmorProfile", Scenario("apparmor", proc(apparmorProfile="unconfined")), "stage"),
+    row("selinuxLabel", Scenario("selinux", proc(selinuxLabel="system_u:system_r:container_t:s0")), "stage"),
+    # process.scheduler, ioPriority, execCPUAffinity (runtime-spec 1.2/1.3)
+    row("scheduler/SCHED_BATCH-nice", Scenario("sched-batch", proc(scheduler={"policy": "SCHED_BATCH", "nice": 5},
+                                                                              capabilities=NICE)),
+        "sched", differs=SCHED),
+    row("scheduler/SCHED_IDLE", Scenario("sched-idle", proc(scheduler={"policy": "SCHED_IDLE"})), "sched",
+        differs=SCHED),
+    row("scheduler/SCHED_FIFO-without-rt-runtime", Scenario("sched-fifo", proc(scheduler={"policy": "SCHED_FIFO",
+                                                                                          "priority": 10},
+                                                                               capabilities=NICE)),
+        "error", "words:error setting scheduler: operation not permitted", differs=SCHED),
+    row("ioPriority/best-effort-3", Scenario("ioprio", proc(ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 3})),
+        "sched", differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
+    row("ioPriority/idle", Scenario("ioprio-idle", proc(ioPriority={"class": "IOPRIO_CLASS_IDLE"})), "sched",
+        differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
+    row("execCPUAffinity/final", Scenario("affinity", proc(execCPUAffinity={"initial": "0", "final": "1"})),
+        "status", differs="process.execCPUAffinity is refused; runc 1.5 pins the process (final: 1)"),
+    row("execCPUAffinity/bad", Scenario("affinity-bad", proc(execCPUAffinity={"final": "nosuch"})), "error"),
+    # process.consoleSize without a terminal: ignored
+    row("consoleSize-without-terminal", Scenario("console-size", proc(consoleSize={"height": 10, "width": 40})),
+        "stage"),
+]
+
+
+@pytest.mark.parametrize(("scenario", "keys"), ROWS)
+def test_process(differ, scenario, keys):
+    compare(differ(scenario), keys)
