@@ -233,6 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 1
+    except OSError as e:  # a system call pyrt has no words for (EMFILE, EIO, ...): still what failed
+        from pyrt import log
+
+        reason = os.strerror(e.errno).lower() if e.errno else str(e)
+        log.error(f"{e.filename}: {reason}" if e.filename else reason)
+        if log.debugging():
+            import traceback
+
+            traceback.print_exc()
+        return 1
     except Exception as e:  # a bug: still one line for the user and the engine's log
         from pyrt import log
 
@@ -528,7 +538,7 @@ def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
 
     spec = _load_spec(args[0] if args else ".")
     namespaces.check(spec)
-    cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"])
+    cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"], g.root)
     profile = None
     if spec.seccomp is not None:
         from pyrt import seccomp

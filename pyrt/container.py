@@ -19,9 +19,6 @@ TYPE_CHECKING = False  # `typing` is an import the start path does without
 if TYPE_CHECKING:
     from pyrt.spec import Spec
 
-CREATING = "creating.json"  # in the state directory while `create` runs
-
-
 class CreateOptions:
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
                  preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> None:
@@ -31,9 +28,11 @@ class CreateOptions:
 
 def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, console_fd: int = -1):
     """Set the container up and leave its init parked on the exec fifo. Returns the Init (our
-    child) so `run` can go on; on any failure nothing is left behind. `console_fd` is a
-    console socket `run` made itself; otherwise --console-socket is connected here."""
-    from pyrt import cgroups, hooks, namespaces, netspec, planner
+    child) so `run` can go on. What it makes on the host is journaled before it is made (see
+    journal.py): on any failure, as after a kill, undoing the journal leaves nothing behind.
+    `console_fd` is a console socket `run` made itself; otherwise --console-socket is
+    connected here."""
+    from pyrt import cgroups, hooks, journal, namespaces, netspec, planner
     from pyrt import exec as exec_
     from pyrt.spawn import Init, above
 
@@ -43,7 +42,7 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
     net = netspec.from_spec(spec)  # pyrt's own networking: None unless the container asks for it
     c = Container.new(root, container_id)
     floor = 3 + opts.preserve_fds
-    cg = init = None
+    init = None
     opened: list[int] = []
     try:
         bpf = None  # (program fd, seccomp flags): pyrt.seccomp and libseccomp load only for a profile
@@ -53,15 +52,14 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             bpf = seccomp.setup(spec.seccomp, c.dir_fd, floor)
             if bpf:
                 opened.append(bpf[0])
-        new_cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id)
-        c.record = {"cgroup": new_cg.to_state()}
-        c.save(CREATING)  # what `delete --force` undoes if this create is killed before state.json
-        # a failed create() undoes itself; one that found the cgroup in use (another --root's
-        # container of the same id) must not be undone here: that would kill the other container
-        new_cg.create(spec.resources, spec.devices)
-        cg = new_cg
-        os.mkfifo(c.fifo, 0o600)
-        fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
+        own_pidns = "pid" in spec.namespaces and spec.namespaces["pid"] is None
+        cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns)
+        cg.create(spec.resources, spec.devices, c.dir_fd)
+        try:
+            os.mkfifo(c.fifo, 0o600)
+            fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
+        except OSError as e:
+            raise PyrtError(f"create {c.fifo}: {os.strerror(e.errno).lower()}") from None
         opened.append(fifo)
         joined = {k: above(fd, floor) for k, fd in namespaces.open_joined(spec).items()}
         opened += joined.values()
@@ -78,7 +76,9 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         cgroup_fd = cg.open_dir()
         opened.append(cgroup_fd)
         keep = [fd for fd in (fifo, *joined.values(), fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
-        init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor)
+        init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor, cg.dir)
+        # journaled before "go": killed before this line, the init reads end-of-file and exits
+        journal.record(c.dir_fd, "process", pid=init.pid, start=state.proc_start_time(init.pid))
         if net:  # the new network namespace exists since clone3: held, even if pyrt-init fails
             netns = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         for fd in opened:
@@ -102,7 +102,7 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             c.record["seccomp_flags"] = bpf[1]  # for exec, with <state dir>/seccomp.bpf
         c.save()
         if opts.pid_file:
-            _write_pid_file(opts.pid_file, init.pid)
+            _write_pid_file(opts.pid_file, init.pid, c.dir_fd)
         return init
     except BaseException:
         for fd in opened:
@@ -113,12 +113,16 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             from pyrt import network
 
             network.release(root, container_id)
-        if cg is not None:
-            cg.destroy()
+        try:
+            journal.undo(c.dir_fd)
+            undone = True
+        except PyrtError:
+            undone = False  # what could not be undone stays journaled: `delete --force` tries again
         if init is not None:
             st = hooks.state(spec.oci_version, container_id, "stopped", 0, spec.bundle, spec.annotations)
             hooks.run("poststop", spec.hooks.get("poststop", []), st, must_succeed=False)
-        c.remove()
+        if undone:
+            c.remove()
         raise
     finally:
         c.close()
@@ -136,11 +140,16 @@ def _connect(path: str) -> int:
     return s.detach()
 
 
-def _write_pid_file(path: str, pid: int) -> None:
-    """runc writes the bare digits, atomically (conmon and the shims read it)."""
+def _write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
+    """runc writes the bare digits, atomically (conmon and the shims read it). `create`
+    journals the temporary file first (a kill could leave it beside the pid file)."""
     from pyrt import jsonio
 
     path = os.path.abspath(path)
+    if state_dir_fd >= 0:
+        from pyrt import journal
+
+        journal.record(state_dir_fd, "file", path=jsonio.temp_name(path))
     try:
         jsonio.write_atomic(path, str(pid).encode(), 0o644)
     except OSError as e:
@@ -165,6 +174,8 @@ def start(root: str, container_id: str, init=None) -> None:
         watch = hooks.watch_start(c)  # opened before the byte goes in (see hooks.after_start)
         try:
             os.write(fd, b"0")
+        except OSError:  # EPIPE: the init went between the open and the write
+            raise PyrtError("cannot start a container that has stopped") from None
         finally:
             os.close(fd)
         os.unlink(c.fifo)
@@ -216,7 +227,7 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    from pyrt import hooks, netspec
+    from pyrt import hooks, journal, netspec
 
     try:
         c = Container.load(root, container_id)
@@ -231,7 +242,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
             raise PyrtError(f"cannot delete container {container_id} that is not stopped: {status}")
         if status != "stopped":
             _kill_and_wait(c)
-        c.cgroup().destroy()
+        journal.undo(c.dir_fd)  # its cgroup (and whatever else create made)
         if netspec.wanted(c.record.get("annotations", {})):  # once nothing is left in its namespace
             from pyrt import network
 
@@ -244,9 +255,11 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def _delete_killed_create(root: str, container_id: str) -> None:
     """`delete --force` of a directory without state.json: a create that was killed (one in
-    progress holds the lock). Undo what it recorded: its cgroup (and the processes in it), its
-    network (the IPAM's record), then the directory."""
+    progress holds the lock). Undo what its journal says it was making (its init, its cgroup,
+    ...), its network (the IPAM's record), then the directory."""
     import fcntl
+
+    from pyrt import journal
 
     try:
         fd = os.open(os.path.join(root, container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -255,13 +268,9 @@ def _delete_killed_create(root: str, container_id: str) -> None:
     c = Container(root, container_id, fd, {})
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        names = os.listdir(fd)
-        if os.fstat(fd).st_nlink == 0 or "state.json" in names:
+        if os.fstat(fd).st_nlink == 0 or "state.json" in os.listdir(fd):
             return  # deleted meanwhile, or created after all
-        if CREATING in names:
-            from pyrt import cgroups, jsonio
-
-            cgroups.Cgroup.from_state(jsonio.loads(jsonio.read(CREATING, dir_fd=fd))["cgroup"]).destroy()
+        journal.undo(fd)
         from pyrt import network
 
         network.release(root, container_id)
@@ -271,7 +280,7 @@ def _delete_killed_create(root: str, container_id: str) -> None:
 
 
 def _kill_and_wait(c: Container) -> None:
-    """SIGKILL the init (and its cgroup) and wait until the init has exited."""
+    """SIGKILL the init and the container's other processes, and wait until the init has exited."""
     import select
 
     try:
@@ -405,7 +414,8 @@ class _Forwarder:
 
 
 def pause(root: str, container_id: str, frozen: bool) -> None:
-    """pause/resume: freeze or thaw every process of the container's cgroup."""
+    """pause/resume: freeze or thaw the container's cgroup (a joined one only while it holds
+    the container's processes alone)."""
     c = Container.load(root, container_id)
     try:
         status = c.status()
@@ -427,7 +437,7 @@ def ps(root: str, container_id: str, fmt: str, ps_args: list[str]) -> int:
 
     c = Container.load(root, container_id, lock=False)
     try:
-        pids = c.cgroup().pids()  # none once stopped (or what the init left), not an error: as runc
+        pids = c.cgroup().processes()  # none once stopped (or what the init left), not an error: as runc
     finally:
         c.close()
     if fmt == "json":

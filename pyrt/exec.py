@@ -236,7 +236,7 @@ def _spawn(c, proc: Process, opts: dict, console_fd: int):
                                     trace=log.debugging(), seccomp_flags=seccomp[1] if seccomp else 0)
         steps = planner.for_exec(proc, pidfd, saved["namespaces"], fds, plan_opts, saved.get("personality"))
         keep = [fd for fd in (pidfd, fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
-        init = Init.spawn(steps, 0, cgroup_fd, keep, floor)
+        init = Init.spawn(steps, 0, cgroup_fd, keep, floor, cg.dir)
         for fd in opened:
             os.close(fd)
         opened = []

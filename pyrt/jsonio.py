@@ -82,15 +82,21 @@ def read(path: str, dir_fd: int | None = None) -> bytes:
         os.close(fd)
 
 
+def temp_name(path: str) -> str:
+    """The temporary file write_atomic() writes `path` through (`create` journals it)."""
+    head, tail = os.path.split(path)
+    return os.path.join(head, f".{tail}.{os.getpid()}")
+
+
 def write_atomic(path: str, data: bytes, mode: int = 0o600, dir_fd: int | None = None) -> None:
     """Replace a file whole (a temporary file beside it, then rename): a reader sees the old or
     the new bytes, never half. OSError as raised by open; no temporary file is left."""
-    head, tail = os.path.split(path)
-    tmp = os.path.join(head, f".{tail}.{os.getpid()}")
+    tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         try:
-            os.write(fd, data)
+            if os.write(fd, data) != len(data):  # a full filesystem takes what fits
+                raise OSError(28, os.strerror(28), path)
         finally:
             os.close(fd)
         os.rename(tmp, path, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)

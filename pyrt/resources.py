@@ -560,7 +560,9 @@ def cmd_update(g, opts: dict, args: list[str]) -> int:
             except OSError:
                 return None
 
-        apply(cg, plan(resources, cg, where, update=True, current=current), where)
+        writes = plan(resources, cg, where, update=True, current=current)
+        cg.check_alone("update")  # a limit on a joined cgroup reaches all its subtree
+        apply(cg, writes, where)
     finally:
         c.close()
     return 0

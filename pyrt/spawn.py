@@ -16,22 +16,25 @@ _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_S
 def _sealed_copy(path: str, name: str) -> int:
     """An in-memory, sealed copy of an executable: what the container could reach through
     /proc/<pid>/exe can never be written back to the host's file (CVE-2019-5736)."""
-    src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+        src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            size, offset = os.fstat(src).st_size, 0
-            while offset < size:
-                sent = os.sendfile(mfd, src, offset, size - offset)
-                if not sent:
-                    raise PyrtError(f"{path}: shorter than its size (changed while being copied)")
-                offset += sent
-            fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
-        except BaseException:
-            os.close(mfd)
-            raise
-    finally:
-        os.close(src)
+            mfd = os.memfd_create(name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
+            try:
+                size, offset = os.fstat(src).st_size, 0
+                while offset < size:
+                    sent = os.sendfile(mfd, src, offset, size - offset)
+                    if not sent:
+                        raise PyrtError(f"{path}: shorter than its size (changed while being copied)")
+                    offset += sent
+                fcntl.fcntl(mfd, fcntl.F_ADD_SEALS, _SEALS)
+            except BaseException:
+                os.close(mfd)
+                raise
+        finally:
+            os.close(src)
+    except OSError as e:
+        raise PyrtError(f"copy {path} into memory: {os.strerror(e.errno).lower()}") from None
     return mfd
 
 
@@ -39,7 +42,11 @@ def above(fd: int, floor: int) -> int:
     """Move an internal fd to `floor` or higher, out of the range passed to the container."""
     if fd >= floor:
         return fd
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    try:
+        new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor)
+    except OSError as e:
+        os.close(fd)
+        raise PyrtError(f"move an fd of pyrt's above {floor - 1}: {os.strerror(e.errno).lower()}") from None
     os.close(fd)
     return new
 
@@ -52,10 +59,14 @@ class Init:
         self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
 
     @classmethod
-    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3) -> Init:
-        """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`) and make it
-        execute pyrt-init; it waits for go() before reading the plan."""
-        from pyrt._native import ffi, lib
+    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3,
+              cgroup_dir: str = "") -> Init:
+        """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`, the directory
+        `cgroup_dir`) and make it execute pyrt-init; it waits for go() before reading the plan."""
+        try:
+            from pyrt._native import ffi, lib
+        except ImportError as e:  # dlopen failed: out of fds, or a broken installation
+            raise PyrtError(f"load pyrt's native module: {e}") from None
 
         pair = ffi.new("int[2]")
         rc = lib.pyrt_socketpair(pair)
@@ -64,12 +75,24 @@ class Init:
         ours, theirs = above(pair[0], floor), above(pair[1], floor)
         plan = exe = -1
         try:
-            plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
-            os.write(plan, encode(steps))
+            try:
+                plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
+                os.write(plan, encode(steps))
+            except OSError as e:
+                raise PyrtError(f"write the plan for pyrt-init: {os.strerror(e.errno).lower()}") from None
             exe = above(_sealed_copy(INIT, "pyrt-init"), floor)
             pidfd = ffi.new("int *", -1)
             keep = ffi.new("int[]", keep_fds) if keep_fds else ffi.NULL
             pid = lib.pyrt_spawn(clone_flags, cgroup_fd, exe, theirs, plan, keep, len(keep_fds), pidfd)
+            if pid > 0 and cgroup_fd >= 0 and _killed_at_birth(pid):
+                # Linux (6.x) kills a child cloned into a cgroup whose cgroup.kill count differs
+                # from the parent's own cgroup's (one that had cgroup.kill written): clone into
+                # ours instead and move it, before it does anything (it waits for "go")
+                os.close(pidfd[0])
+                os.waitpid(pid, 0)
+                pid = lib.pyrt_spawn(clone_flags, -1, exe, theirs, plan, keep, len(keep_fds), pidfd)
+                if pid > 0:
+                    _move(pid, pidfd[0], cgroup_dir)
         except BaseException:
             os.close(ours)
             raise
@@ -83,7 +106,10 @@ class Init:
         return cls(pid, pidfd[0], ours, steps)
 
     def go(self) -> None:
-        os.write(self.sock, b"go")
+        try:
+            os.write(self.sock, b"go")
+        except OSError:  # it is gone already
+            raise PyrtError(f"unable to start container process: {self._gone()}") from None
 
     def _messages(self):
         while True:
@@ -91,9 +117,26 @@ class Init:
                 data = os.read(self.sock, 16384)
             except InterruptedError:
                 continue
+            except ConnectionResetError:  # it died before reading what we sent
+                return
             if not data:
                 return
             yield data.split(b"\0")
+
+    def _gone(self) -> str:
+        """How the init ended (it closed its end of the socket without a word), for the error."""
+        import select
+
+        select.select([self.pidfd], [], [], 2)
+        try:
+            info = os.waitid(os.P_PIDFD, self.pidfd, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except OSError:  # not our child (exec's, after its fork)
+            info = None
+        if info is None:
+            return "container init exited unexpectedly"
+        if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            return f"container init was killed by signal {info.si_status}"
+        return f"container init exited unexpectedly with status {info.si_status}"
 
     def _error(self, fields: list[bytes]) -> PyrtError:
         index, err, detail = int(fields[1]), int(fields[2]), fields[3].decode(errors="replace")
@@ -120,7 +163,7 @@ class Init:
             elif kind == until:
                 return
         if until:
-            raise PyrtError("unable to start container process: container init exited unexpectedly")
+            raise PyrtError(f"unable to start container process: {self._gone()}")
 
     def close(self) -> None:
         if self.sock >= 0:
@@ -143,6 +186,36 @@ class Init:
             pass
         self.reap.append(self.pid)
         self.close()
+
+
+def _killed_at_birth(pid: int) -> bool:
+    """Whether the kernel killed a child within clone3 itself: a SIGKILL pending for the whole
+    process (ShdPnd: it stays there, from birth to zombie) before it ran at all."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"ShdPnd:"):
+                    return bool(int(line.split()[1], 16) & (1 << 8))
+    except OSError:
+        pass
+    return False
+
+
+def _move(pid: int, pidfd: int, cgroup_dir: str) -> None:
+    """Move a child (still waiting for "go") into its cgroup2 directory; killed on failure."""
+    import _signal as signal
+
+    try:
+        fd = os.open(os.path.join(cgroup_dir, "cgroup.procs"), os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(pid).encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        os.close(pidfd)
+        os.waitpid(pid, 0)
+        raise PyrtError(f"move pyrt-init into {cgroup_dir}: {os.strerror(e.errno).lower()}") from None
 
 
 def _pidfd_reopen(old: int, pid: int) -> int:

@@ -102,7 +102,10 @@ class Container:
 
     def save(self, name: str = "state.json") -> None:
         """Write state.json (or `name`) atomically: a reader sees the old or the new record, never half."""
-        jsonio.write_atomic(name, jsonio.dumps(self.record).encode(), dir_fd=self.dir_fd)
+        try:
+            jsonio.write_atomic(name, jsonio.dumps(self.record).encode(), dir_fd=self.dir_fd)
+        except OSError as e:
+            raise PyrtError(f"write {self.dir}/{name}: {os.strerror(e.errno).lower()}") from None
 
     def init_alive(self) -> bool:
         pid = self.record.get("pid", 0)
@@ -118,9 +121,13 @@ class Container:
         return "running"
 
     def cgroup(self):
+        """The container's cgroup, knowing its init while that lives (see Cgroup.processes())."""
         from pyrt.cgroups import Cgroup
 
-        return Cgroup.from_state(self.record["cgroup"])
+        cg = Cgroup.from_state(self.record["cgroup"])
+        if self.init_alive():
+            cg.init_pid = self.record["pid"]
+        return cg
 
     def oci_state(self, owner: str = "") -> dict:
         """runc's state object: status computed now, pid 0 once stopped."""
@@ -136,9 +143,12 @@ class Container:
 
     def remove(self) -> None:
         """Remove the state directory (the lock goes with it)."""
-        for name in os.listdir(self.dir_fd):
-            os.unlink(name, dir_fd=self.dir_fd)
-        os.rmdir(self.dir)
+        try:
+            for name in os.listdir(self.dir_fd):
+                os.unlink(name, dir_fd=self.dir_fd)
+            os.rmdir(self.dir)
+        except OSError as e:
+            raise PyrtError(f"remove {self.dir}: {os.strerror(e.errno).lower()}") from None
         self.close()
 
 

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import time
 import uuid
+import zlib
 from pathlib import Path
 
 import prctl
@@ -246,13 +247,16 @@ def _leaks(tmp_path: Path, ids: set[str]) -> list[str]:
     state = tmp_path / "state"
     if state.exists() and any(state.iterdir()):
         found.append(f"state left: {sorted(p.name for p in state.iterdir())}")
+    # pyrt puts a root's containers in pyrt/<crc32 of the root>/<id> (cgroups.root_tag): the
+    # containers' cgroups, and that parent once they are all gone
+    tag = f"{zlib.crc32(str(state).encode()):08x}"
     for root in CGROUP_ROOTS:
         for dirpath, dirnames, _ in os.walk(root):
             if dirpath.count("/") > 7:
                 dirnames[:] = []
                 continue
             for d in dirnames:
-                if d in ids or any(d.endswith(i) for i in ids):
+                if d in ids or any(d.endswith(i) for i in ids) or (d == tag and dirpath.endswith("/pyrt")):
                     found.append(f"cgroup left: {os.path.join(dirpath, d)}")
     # processes of this test's containers (other tests may run at the same time: match ids)
     for pid in os.listdir("/proc"):

@@ -11,11 +11,12 @@ import os
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import cgroupfs
 import pytest
 from cgroupfs import CTR_DEVICES, UNIFIED, V2_HOST, finish, output, started
-from conftest import OLD_RUNC, wait_for
+from conftest import IS_RUNC, OLD_RUNC, Runtime, wait_for
 
 
 def test_memory_limit_oom_kills(rt, bundle):
@@ -326,3 +327,290 @@ def test_half_made_cpuset_parent_gets_filled(rt, bundle):
         for d in (half_made, cpuset / "pyrt"):
             with contextlib.suppress(OSError):
                 d.rmdir()
+
+
+# ----------------------------------------------------------------------------- whose processes
+
+
+class HostCgroup:
+    """A cgroup an admin made (no pyrt mark) in every hierarchy, as a linux.cgroupsPath may
+    name one, and unrelated processes ("foreign": not any container's) placed in it or below it.
+    close() kills them and removes it all."""
+
+    def __init__(self) -> None:
+        self.name = f"pyrt-join-{uuid.uuid4().hex[:8]}"
+        self.bases = [UNIFIED] if V2_HOST else [UNIFIED, *dict.fromkeys(cgroupfs.v1_mounts().values())]
+        self.foreign: list[subprocess.Popen] = []
+        for b in self.bases:
+            self.mkdir(b)
+
+    def mkdir(self, base: Path, *sub: str) -> Path:
+        path = base.joinpath(self.name, *sub)
+        path.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset needs them before anyone joins
+            if base != UNIFIED and (path / name).exists() and not (path / name).read_text().strip():
+                (path / name).write_text((path.parent / name).read_text())
+        return path
+
+    def add_foreign(self, *sub: str, base: Path = UNIFIED) -> subprocess.Popen:
+        p = subprocess.Popen(["sleep", "1000"])
+        self.foreign.append(p)
+        (self.mkdir(base, *sub) / "cgroup.procs").write_text(str(p.pid))
+        return p
+
+    def close(self) -> None:
+        for p in self.foreign:
+            p.kill()
+            p.wait()
+        for b in self.bases:
+            for dirpath, _, _ in sorted(os.walk(b / self.name), key=lambda w: -w[0].count("/")):
+                if os.path.isdir(dirpath):
+                    _rmdir_when_empty(dirpath)
+
+
+def _rmdir_when_empty(path: str) -> None:
+    for _ in range(200):
+        try:
+            os.rmdir(path)
+            return
+        except OSError:
+            time.sleep(0.01)
+    os.rmdir(path)
+
+
+@pytest.fixture
+def host_cgroup():
+    hc = HostCgroup()
+    yield hc
+    hc.close()
+
+
+def _running(p: subprocess.Popen) -> bool:
+    return p.poll() is None and _alive(p.pid) and "State:\tT" not in Path(f"/proc/{p.pid}/status").read_text()
+
+
+def _without_pid_namespace(bundle) -> None:
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+
+
+@pytest.mark.parametrize("pidns", [True, pytest.param(False, marks=pytest.mark.pyrt_only)], ids=["pidns", "hostpid"])
+def test_kill_all_and_delete_spare_foreign_processes(rt, bundle, host_cgroup, pidns):
+    """issue 8 §1.2: a joined cgroup's subtree is not the container's. A process an admin puts
+    below it (or, with a pid namespace, in it) survives `kill --all` and `delete --force`: pyrt
+    signals the container's own processes only, never through cgroup.kill of a subtree."""
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    if not pidns:
+        _without_pid_namespace(bundle)
+    cid = rt.create(bundle.args("sh", "-c", "sleep 100 & sleep 100"))
+    rt.ok("start", cid)
+    below = host_cgroup.add_foreign("child")
+    beside = host_cgroup.add_foreign() if pidns else None  # in the cgroup itself, outside the pid namespace
+    mine = wait_for(lambda: len(procs := rt_pids(rt, cid)) >= 2 and procs, what="the container's processes")
+    assert below.pid not in mine and (beside is None or beside.pid not in mine)
+    rt.ok("kill", "--all", cid, "KILL")
+    rt.wait_status(cid, "stopped")
+    wait_for(lambda: not any(_alive(p) for p in mine), what="the container's processes to die")
+    r = rt("delete", "--force", cid)
+    assert _running(below) and (beside is None or _running(beside))
+    if not IS_RUNC:  # runc 1.5 fails to remove the cgroup (a child it did not make) and says so
+        assert r.returncode == 0, r.stderr
+        assert (UNIFIED / host_cgroup.name / "child").is_dir()  # joined: left in place, as it was
+
+
+def rt_pids(rt, cid: str) -> list[int]:
+    return json.loads(rt.ok("ps", "--format", "json", cid).stdout)
+
+
+@pytest.mark.pyrt_only
+def test_delete_force_of_a_running_container_spares_foreign_processes(rt, bundle, host_cgroup):
+    """The issue's own steps: create, start, `delete --force` with a foreign process below the
+    joined cgroup (it came after create: a non-empty cgroup is refused)."""
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    cid = rt.create(bundle.args("sleep", "100"))
+    rt.ok("start", cid)
+    foreign = host_cgroup.add_foreign("child")
+    rt.ok("delete", "--force", cid)
+    assert _running(foreign)
+
+
+@pytest.mark.pyrt_only
+def test_pause_and_update_refuse_a_joined_cgroup_shared_with_others(rt, bundle, host_cgroup):
+    """Freezing a joined cgroup freezes its whole subtree, and a limit reaches all of it: with
+    a foreign process in it, pause and update refuse (one line naming it) and change nothing."""
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    cid = rt.create(bundle.args("sleep", "100"))
+    rt.ok("start", cid)
+    foreign = host_cgroup.add_foreign("child")
+    r = rt("pause", cid)
+    assert r.returncode == 1 and f"pid {foreign.pid}" in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+    assert rt.state(cid)["status"] == "running" and _running(foreign)
+    assert (UNIFIED / host_cgroup.name / "cgroup.freeze").read_text().strip() == "0"
+    r = rt("update", "--pids-limit", "7", cid)
+    assert r.returncode == 1 and "not the container's" in r.stderr, r.stderr
+    foreign.kill()
+    foreign.wait()
+    rt.ok("pause", cid)  # the container alone again: as before
+    assert rt.state(cid)["status"] == "paused"
+    rt.ok("resume", cid)
+    rt.ok("update", "--pids-limit", "7", cid)
+    rt.ok("delete", "--force", cid)
+
+
+@pytest.mark.pyrt_only
+def test_update_refuses_a_joined_v1_cgroup_shared_with_others(rt, bundle, host_cgroup):
+    """The same on a v1 hierarchy of a hybrid host: a foreign process below the joined cgroup
+    in the pids hierarchy only."""
+    pids = cgroupfs.v1_mounts().get("pids")
+    if V2_HOST or pids is None:
+        pytest.fail("this hybrid-host test needs the v1 pids hierarchy")
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    cid = rt.create(bundle.args("sleep", "100"))
+    rt.ok("start", cid)
+    foreign = host_cgroup.add_foreign("child", base=pids)
+    r = rt("update", "--pids-limit", "1", cid)
+    assert r.returncode == 1 and str(pids / host_cgroup.name) in r.stderr, r.stderr
+    assert (pids / host_cgroup.name / "pids.max").read_text().strip() == "max"
+    rt.ok("delete", "--force", cid)
+    assert _running(foreign)
+
+
+@pytest.mark.pyrt_only
+@pytest.mark.parametrize("where", ["unified", "v1"])
+def test_a_non_empty_cgroup_is_refused(rt, bundle, host_cgroup, where):
+    """A create never shares a cgroup: a joined one must hold no process in its subtree (runc's
+    words; runc checks one v1 hierarchy of a hybrid host, pyrt every one)."""
+    base = UNIFIED if where == "unified" or V2_HOST else cgroupfs.v1_mounts()["memory"]
+    host_cgroup.add_foreign("child", base=base)
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    bundle.write()
+    cid = rt.new_id()
+    r = rt("create", "--bundle", str(bundle.path), cid)
+    assert r.returncode == 1 and "container's cgroup is not empty: 1 process(es) found" in r.stderr, r.stderr
+    assert str(base / host_cgroup.name) in r.stderr and len(r.stderr.splitlines()) == 1
+    assert all((b / host_cgroup.name).is_dir() for b in host_cgroup.bases)
+
+
+@pytest.mark.pyrt_only
+def test_a_frozen_cgroup_is_refused(rt, bundle, host_cgroup):
+    """As runc: a frozen cgroup is not joined (the init would freeze in it and create hang)."""
+    freeze = UNIFIED / host_cgroup.name / "cgroup.freeze"
+    freeze.write_text("1")
+    bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
+    bundle.write()
+    with open(bundle.path / "stderr", "w+") as err:  # not a pipe: a frozen init would hold it
+        create = subprocess.Popen(rt.cmd("create", "--bundle", str(bundle.path), rt.new_id()),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            code = create.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = None
+        freeze.write_text("0")
+        create.wait()
+        err.seek(0)
+        message = err.read()
+    assert code == 1 and "container's cgroup unexpectedly frozen" in message, (code, message)
+
+
+# ----------------------------------------------------------------------------- one cgroup, one container
+
+
+@pytest.mark.pyrt_only
+def test_same_id_under_two_roots_gets_two_cgroups(rt, bundle, tmp_path):
+    """issue 8 §2: the default cgroup path is per --root (pyrt/<tag of the root>/<id>): the
+    same id under two roots runs in two cgroups, and deleting one leaves the other running."""
+    other = Runtime(tmp_path / "state2")
+    cid = rt.create(bundle.args("sleep", "100"))
+    try:
+        other.create(bundle, cid)
+        pids = [rt.state(cid)["pid"], other.state(cid)["pid"]]
+        paths = [Path(f"/proc/{p}/cgroup").read_text().splitlines()[-1] for p in pids]
+        assert paths[0] != paths[1] and all(p.endswith("/" + cid) for p in paths), paths
+        rt.ok("delete", "--force", cid)
+        assert other.state(cid)["status"] == "created" and _alive(pids[1])
+    finally:
+        other.cleanup()
+    leftover = [b / "pyrt" / cgroups_tag(r) for b in cgroupfs_bases() for r in (rt.root, other.root)]
+    assert not any(p.exists() for p in leftover), leftover
+
+
+def cgroups_tag(root: Path) -> str:
+    import zlib
+
+    return f"{zlib.crc32(str(root).encode()):08x}"
+
+
+def cgroupfs_bases() -> list[Path]:
+    return [UNIFIED] if V2_HOST else [UNIFIED, *dict.fromkeys(cgroupfs.v1_mounts().values())]
+
+
+def test_a_stopped_containers_cgroup_is_not_shared(rt, bundle, tmp_path):
+    """A stopped container (not deleted yet) still owns its cgroup: a container of another
+    root naming the same path must not land in it, or deleting the first would kill it. pyrt
+    refuses the second create; runc joins the empty cgroup, and delete spares it."""
+    path = f"/pyrt-test-{uuid.uuid4().hex[:8]}"
+    bundle.config["linux"]["cgroupsPath"] = path
+    first = rt.create(bundle.args("true"))
+    rt.ok("start", first)
+    rt.wait_status(first, "stopped")
+    other = Runtime(tmp_path / "state2")
+    try:
+        bundle.args("sleep", "100").write()
+        second = other.new_id()
+        with open(tmp_path / "err", "w+") as err:  # not a pipe: an init would keep it open
+            code = subprocess.run(other.cmd("create", "--bundle", str(bundle.path), second), stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err, timeout=30).returncode
+            err.seek(0)
+            message = err.read()
+        if not IS_RUNC:
+            assert code == 1 and f"is the cgroup of container {rt.root}/{first}" in message, message
+        if code == 0:
+            pid = other.state(second)["pid"]
+            rt("delete", first)  # runc 1.5: fails to remove the cgroup the second one is in
+            assert other.state(second)["status"] == "created" and _alive(pid)
+        else:
+            rt.ok("delete", first)
+    finally:
+        other.cleanup()
+
+
+@pytest.mark.pyrt_only
+def test_a_cgroup_inside_another_containers_is_refused(rt, bundle):
+    """Nor may a container's cgroup lie below another's: its subtree is the other's, and
+    deleting that one would kill this one."""
+    path = f"/pyrt-test-{uuid.uuid4().hex[:8]}"
+    bundle.config["linux"]["cgroupsPath"] = path
+    first = rt.create(bundle.args("sleep", "100"))
+    bundle.config["linux"]["cgroupsPath"] = path + "/inner"
+    bundle.write()
+    r = rt("create", "--bundle", str(bundle.path), rt.new_id())
+    assert r.returncode == 1 and f"{UNIFIED}{path} is the cgroup of container {rt.root}/{first}" in r.stderr, r.stderr
+    assert rt.state(first)["status"] == "created"
+    rt.ok("delete", "--force", first)
+
+
+@pytest.mark.pyrt_only
+def test_concurrent_creates_never_share_a_cgroup(rt, bundle, tmp_path):
+    """Two creates naming one absolute cgroupsPath at the same moment (two roots): one wins,
+    the other is refused, whatever the interleaving (pyrt's cgroup lock makes check, mkdir and
+    mark one step)."""
+    bundle.config["linux"]["cgroupsPath"] = f"/pyrt-test-{uuid.uuid4().hex[:8]}"
+    bundle.args("sleep", "100").write()
+    roots = [rt, Runtime(tmp_path / "state2")]
+    try:
+        for _ in range(5):
+            cid = rt.new_id()
+            roots[1].ids.add(cid)
+            errs = [tmp_path / f"err{i}" for i in range(2)]  # files, not pipes: an init keeps them
+            procs = []
+            for r, err in zip(roots, errs, strict=True):
+                with open(err, "w") as f:
+                    procs.append(subprocess.Popen(r.cmd("create", "--bundle", str(bundle.path), cid),
+                                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=f))
+            codes = [p.wait(timeout=30) for p in procs]
+            for r in roots:
+                r("delete", "--force", cid)
+            messages = [err.read_text() for err in errs]
+            assert sorted(codes) == [0, 1], messages
+            assert "is the cgroup of container" in "".join(messages), messages
+    finally:
+        roots[1].cleanup()

@@ -261,15 +261,14 @@ ROWS = [
                                        ("devices", "devices.list")), "host.cgroup",
         differs="the devices cgroup lacks runc's always-allowed rules (c *:* m, b *:* m, and its default devices)"),
     row("cgroupsPath/default", Scenario("cgpath-default", created=cgroup_paths), "host.paths",
-        differs="the default cgroup of a container is /pyrt/ID (v1) ; runc 1.5 uses /ID (under the caller's cgroup "
-                "where the caller's is not the root)"),
+        differs="the default cgroup of a container is /pyrt/TAG/ID (TAG from --root); runc 1.5 uses /ID (under the "
+                "caller's cgroup where the caller's is not the root)"),
     row("cgroupsPath/relative", Scenario("cgpath-relative", linux(cgroupsPath="h7diffcg"), created=cgroup_paths),
-        "stage", "host.paths", differs="a relative cgroupsPath is placed under /pyrt/; runc 1.5 places it at the "
+        "stage", "host.paths", differs="a relative cgroupsPath is placed under /pyrt/TAG/; runc 1.5 places it at the "
                                        "hierarchy's root (v1: below its own cgroup where that is not the root)"),
     row("cgroupsPath/an-already-frozen-cgroup", Scenario("cgpath-frozen", frozen_cgroup, deleted=thaw_frozen_cgroup,
                                                                  timeout=5),
-        "error", "host.left", differs="create into a cgroup that is already frozen hangs (pyrt-init cannot run); "
-                                      "runc 1.5 refuses it"),
+        "error", "host.left"),
     # linux.sysctl
     row("sysctl/namespaced", Scenario("sysctl", edit(lambda c: (c["linux"].update(sysctl={
         "net.ipv4.ip_forward": "1", "kernel.shm_rmid_forced": "1", "fs.mqueue.msg_max": "20",
