@@ -21,8 +21,9 @@ NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
 #: to setresuid(2) and chown(2): 4294967295 would leave the process root).
 MAX_ID = (1 << 31) - 1
 #: The kernel's limits: supplementary groups (NGROUPS_MAX), host and domain names (__NEW_UTS_LEN),
-#: device numbers (12 bits of major, 20 of minor in the kernel's dev_t).
+#: device numbers (12 bits of major, 20 of minor in the kernel's dev_t), a path (with its NUL).
 NGROUPS_MAX, HOST_NAME_MAX, MAX_MAJOR, MAX_MINOR = 65536, 64, (1 << 12) - 1, (1 << 20) - 1
+PATH_MAX = 4096
 #: personality(2) domains the runtime spec names
 PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
 
@@ -415,6 +416,11 @@ def _linux(lx: _Reader, s: Spec) -> None:
             numbers.append(n)
         s.devices.append(Device(path, "c" if kind == "u" else kind, *numbers, mode, d.id("uid"), d.id("gid")))
     s.cgroups_path = lx.get("cgroupsPath", str) or None
+    # each hierarchy's mount point goes before it and a file name after it (up to 128 bytes in
+    # all): longer, some cgroup path would be more than the kernel's PATH_MAX
+    if s.cgroups_path and len(s.cgroups_path.encode()) > PATH_MAX - 128:
+        lx.fail(f"longer than {PATH_MAX - 128} bytes (the kernel's PATH_MAX, less a cgroup mount point and file)",
+                "cgroupsPath")
     s.resources = lx.get("resources", dict, {})
     prop = lx.get("rootfsPropagation", str)
     if prop and prop not in PROPAGATIONS:

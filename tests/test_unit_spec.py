@@ -148,6 +148,7 @@ BAD = [
     ("hostname", "h" * 65, "hostname: longer than the kernel's 64 bytes"),
     ("domainname", "d" * 65, "domainname: longer than the kernel's 64 bytes"),
     ("linux.cgroupsPath", "/a\0b", "linux.cgroupsPath: must not contain a NUL byte"),
+    ("linux.cgroupsPath", "/pyrt-x" + "/a" * 1981, "linux.cgroupsPath: longer than 3968 bytes"),
     ("linux.namespaces[0].path", "/proc/1/ns/pid\0", "linux.namespaces[0].path: must not contain a NUL byte"),
     ("hooks", {"prestart": [{"path": "/bin/true\0"}]}, "hooks.prestart[0].path: must not contain a NUL byte"),
     ("hooks", {"prestart": [{"path": "/x", "timeout": 1 << 31}]}, "hooks.prestart[0].timeout: must be a positive"),
