@@ -44,6 +44,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -58,8 +59,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_STEPS 4096
-#define MAX_ARGS 4096
 #define IN_ROOT (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
 #define NO_LINKS (RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)
 
@@ -141,6 +140,17 @@ static long long num(const char *s)
 	errno = 0;
 	long long v = strtoll(s, &end, 0);
 	if (errno || *end || end == s)
+		fail(EINVAL, "bad number in plan: \"%s\"", s);
+	return v;
+}
+
+/* An unsigned 64-bit number (rlimits go up to RLIM_INFINITY): strtoull would take "-1". */
+static unsigned long long unum(const char *s)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || *end || end == s || !isdigit((unsigned char)*s))
 		fail(EINVAL, "bad number in plan: \"%s\"", s);
 	return v;
 }
@@ -1026,14 +1036,19 @@ static void step_oom_score_adj(char **a)
 	close(fd);
 }
 
-/* rlimit RESOURCE SOFT HARD (-1 = unlimited) */
+/* rlimit RESOURCE SOFT HARD: unsigned 64-bit limits (RLIM_INFINITY is 2^64-1) */
 static void step_rlimit(char **a)
 {
-	long long soft = num(a[1]), hard = num(a[2]);
-	struct rlimit rl = { .rlim_cur = soft < 0 ? RLIM_INFINITY : (rlim_t)soft,
-			     .rlim_max = hard < 0 ? RLIM_INFINITY : (rlim_t)hard };
+	struct rlimit rl = { .rlim_cur = (rlim_t)unum(a[1]), .rlim_max = (rlim_t)unum(a[2]) };
 	if (setrlimit((int)num(a[0]), &rl) < 0)
 		fail(errno, "error setting rlimit type %s", a[0]);
+}
+
+/* personality DOMAIN: the execution domain (PER_LINUX32 makes uname(2) say i686). */
+static void step_personality(char **a)
+{
+	if (personality((unsigned long)unum(a[0])) < 0)
+		fail(errno, "personality %s", a[0]);
 }
 
 /* session-keyring NAME: a fresh session keyring, so the container sees none of the host's keys. */
@@ -1311,22 +1326,42 @@ static void step_chown_stdio(char **a)
 	}
 }
 
-/* user UID GID GROUPS: switch credentials, keeping capabilities for the caps step. */
+/* An id for setresuid/setresgid/setgroups: 0..INT_MAX. (uid_t)-1 would mean "unchanged" and
+ * leave the process root; the parent refuses such ids, this refuses a plan that has one. */
+static unsigned id(const char *s)
+{
+	unsigned long long v = unum(s);
+	if (v > INT_MAX)
+		fail(EINVAL, "id %s out of range", s);
+	return (unsigned)v;
+}
+
+/* user UID GID GROUPS: switch credentials, keeping capabilities for the caps step. GROUPS is a
+ * comma-separated list; every entry must parse (no truncation, no skipping). */
 static void step_user(char **a)
 {
-	gid_t groups[NGROUPS_MAX];
-	int n = 0;
-	for (char *g = a[2]; *g && n < NGROUPS_MAX; ) {
-		groups[n++] = (gid_t)strtoul(g, &g, 10);
-		if (*g == ',')
-			g++;
+	size_t n = 0, max = *a[2] ? 1 : 0;
+	for (const char *c = a[2]; *c; c++)
+		max += *c == ',';
+	gid_t *groups = calloc(max ? max : 1, sizeof *groups);
+	if (!groups)
+		fail(ENOMEM, "setgroups");
+	for (char *g = a[2], *comma; n < max; g = comma + 1) {
+		comma = strchrnul(g, ',');
+		char save = *comma;
+		*comma = '\0';
+		groups[n++] = id(g);
+		*comma = save;
 	}
+	uid_t uid = id(a[0]);
+	gid_t gid = id(a[1]);
 	CHECK(prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0));
-	if (setgroups((size_t)n, groups) < 0)
+	if (setgroups(n, groups) < 0)
 		fail(errno, "setgroups");
-	if (setresgid((gid_t)num(a[1]), (gid_t)num(a[1]), (gid_t)num(a[1])) < 0)
+	free(groups);
+	if (setresgid(gid, gid, gid) < 0)
 		fail(errno, "setgid %s", a[1]);
-	if (setresuid((uid_t)num(a[0]), (uid_t)num(a[0]), (uid_t)num(a[0])) < 0)
+	if (setresuid(uid, uid, uid) < 0)
 		fail(errno, "setuid %s", a[0]);
 	CHECK(prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0));
 }
@@ -1462,6 +1497,7 @@ static const struct {
 	{ "sysctl", 2, step_sysctl },
 	{ "oom-score-adj", 1, step_oom_score_adj },
 	{ "rlimit", 3, step_rlimit },
+	{ "personality", 1, step_personality },
 	{ "session-keyring", 1, step_session_keyring },
 	{ "umask", 1, step_umask },
 	{ "resolve-exec", 3, step_resolve_exec },
@@ -1479,21 +1515,34 @@ static const struct {
 	{ "hook-sync", 0, step_hook_sync },
 };
 
-/* Split the plan into steps. Strings stay in BUF; every argv gets one spare NULL slot. */
-static int parse(char *buf, size_t len, struct step *steps)
+/*
+ * Split the plan into *STEPS (allocated here). Strings stay in BUF (NUL-terminated, also the
+ * last: see main); every argv gets one spare NULL slot. No fixed limit on steps or arguments:
+ * each string takes at least a byte of the plan, which bounds both.
+ */
+static int parse(char *buf, size_t len, struct step **steps)
 {
-	char *p = buf, *end = buf + len;
-	int n = 0;
-	while (p < end && n < MAX_STEPS) {
-		struct step *s = &steps[n];
+	char *p = buf, *end = buf + len, *after;
+	int n = 0, cap = 0;
+	while (p < end) {
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			struct step *more = realloc(*steps, (size_t)cap * sizeof **steps);
+			if (!more)
+				return -1;
+			*steps = more;
+		}
+		struct step *s = &(*steps)[n];
 		s->op = p;
 		p += strlen(p) + 1;
 		if (p >= end)
 			return -1;
-		s->argc = atoi(p);
-		p += strlen(p) + 1;
-		if (s->argc < 0 || s->argc > MAX_ARGS)
+		errno = 0;
+		long argc = strtol(p, &after, 10);
+		if (errno || after == p || *after || argc < 0 || argc > end - p)
 			return -1;
+		s->argc = (int)argc;
+		p += strlen(p) + 1;
 		s->argv = calloc((size_t)s->argc + 1, sizeof(char *));
 		if (!s->argv)
 			return -1;
@@ -1510,7 +1559,7 @@ static int parse(char *buf, size_t len, struct step *steps)
 
 int main(int argc, char **argv)
 {
-	static struct step steps[MAX_STEPS];
+	struct step *steps = NULL;
 	sigset_t none;
 	char go[8];
 
@@ -1539,7 +1588,7 @@ int main(int argc, char **argv)
 		fail(EIO, "read the plan");
 	plan[st.st_size] = '\0';   /* a last string without its NUL ends here (and parse() refuses it) */
 	close(planfd);
-	int n = parse(plan, (size_t)st.st_size, steps);
+	int n = parse(plan, (size_t)st.st_size, &steps);
 	if (n < 0)
 		fail(EINVAL, "malformed plan");
 

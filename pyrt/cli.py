@@ -294,6 +294,8 @@ def _main(argv: list[str]) -> int:
         log.error_in_log(f"unknown command {rest[0]!r}")
         sys.stderr.write(f"pyrt: unknown command {rest[0]!r}\n\n" + usage(None))
         return 3
+    if name not in ("spec", "features", "plan"):
+        _check_root(values["root"])
     try:
         opts, args = parse_flags((*cmd.flags, Flag("help", "show help", "h")), rest[1:], cmd.interspersed)
     except Usage as e:
@@ -317,6 +319,38 @@ def _main(argv: list[str]) -> int:
     return handler(Globals(values), opts, args) or 0
 
 
+def _check_root(root: str) -> None:
+    """--root must be a directory, or not exist yet (`create` makes it): a file there would
+    make every command misread it (`container with id exists`, `container does not exist')."""
+    try:
+        st = os.stat(root)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise PyrtError(f"--root {root}: {os.strerror(e.errno).lower()}") from None
+    if st.st_mode & 0o170000 != 0o040000:
+        raise PyrtError(f"--root {root}: not a directory")
+
+
+def check_preserve_fds(n: int) -> None:
+    """--preserve-fds N passes fds 3..3+N-1: each must be open here (as runc checks), which also
+    bounds N by the fd table."""
+    if n < 0:
+        raise PyrtError("--preserve-fds must not be negative")
+    for fd in range(3, 3 + n):
+        try:
+            os.fstat(fd)
+        except OSError as e:
+            raise PyrtError(f"unable to stat preserved-fd {fd} (of {n}): {os.strerror(e.errno).lower()}") from None
+
+
+def check_console_socket(path: str | None) -> None:
+    """An AF_UNIX path holds at most 107 bytes (sun_path): refuse a longer one as runc's
+    connect(2) does, by name, before anything is set up."""
+    if path and len(os.fsencode(path)) > 107:
+        raise PyrtError(f"connect to console socket {path}: invalid argument (an AF_UNIX path has at most 107 bytes)")
+
+
 def _commit() -> str:
     from pyrt import __version__
 
@@ -329,8 +363,8 @@ def _commit() -> str:
 def _create_options(opts: dict, bundle: str):
     from pyrt.container import CreateOptions
 
-    if opts["preserve-fds"] < 0:
-        raise PyrtError("--preserve-fds must not be negative")
+    check_preserve_fds(opts["preserve-fds"])
+    check_console_socket(opts["console-socket"])
     return CreateOptions(bundle, opts["pid-file"], opts["console-socket"], opts["preserve-fds"],
                          opts["no-pivot"], opts["no-new-keyring"])
 

@@ -37,7 +37,8 @@ def defaults(spec: Spec, no_new_keyring: bool) -> dict:
     }
     if proc.oom_score_adj is not None:
         process["oomScoreAdj"] = proc.oom_score_adj
-    return {"namespaces": sorted(spec.namespaces), "process": process, "noNewKeyring": no_new_keyring}
+    return {"namespaces": sorted(spec.namespaces), "process": process, "noNewKeyring": no_new_keyring,
+            "personality": spec.personality}
 
 
 def main(g: Globals, opts: dict, args: list[str]) -> int:
@@ -112,8 +113,10 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
     if opts["cgroup"]:
         raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
-    if opts["preserve-fds"] < 0:
-        raise PyrtError("--preserve-fds must not be negative")
+    from pyrt.cli import check_console_socket, check_preserve_fds
+
+    check_preserve_fds(opts["preserve-fds"])
+    check_console_socket(opts["console-socket"])
 
 
 def _process(opts: dict, argv: list[str], base: dict) -> Process:
@@ -148,12 +151,9 @@ def _process(opts: dict, argv: list[str], base: dict) -> Process:
         env[key] = value  # a later value wins, as in runc
     obj["env"] = [f"{k}={v}" for k, v in env.items()]
     if opts["user"]:
-        uid, sep, gid = opts["user"].partition(":")
-        if not uid.isdigit() or (sep and not gid.isdigit()):
-            raise PyrtError(f'--user "{opts["user"]}": must be UID[:GID] (numbers)')
-        obj["user"].update(uid=int(uid), **({"gid": int(gid)} if sep else {}))
+        obj["user"].update(_user(opts["user"]))
     if opts["additional-gids"]:
-        obj["user"]["additionalGids"] = opts["additional-gids"]
+        obj["user"]["additionalGids"] = _gids(opts["additional-gids"])
     if opts["no-new-privs"]:
         obj["noNewPrivileges"] = True
     if opts["cap"]:
@@ -164,6 +164,30 @@ def _process(opts: dict, argv: list[str], base: dict) -> Process:
                 caps.setdefault(kind, []).append(name)
         obj["capabilities"] = caps
     return load_process(obj, "exec (the container's process and the flags)")
+
+
+def _user(text: str) -> dict:
+    """`--user UID[:GID]`, numbers only, as runc's exec takes it."""
+    from pyrt.spec import MAX_ID
+
+    ids = dict(zip(("uid", "gid"), text.split(":", 1), strict=False))
+    for key, value in ids.items():
+        if not (value.isascii() and value.isdigit()):
+            raise PyrtError(f'--user "{text}": bad {key} "{value}": must be UID[:GID] (numbers)')
+        if len(value) > 10 or int(value) > MAX_ID:
+            raise PyrtError(f'--user "{text}": uids and gids must be in range 0-{MAX_ID}')
+    return {k: int(v) for k, v in ids.items()}
+
+
+def _gids(gids: list[int]) -> list[int]:
+    from pyrt.spec import MAX_ID, NGROUPS_MAX
+
+    for g in gids:
+        if not 0 <= g <= MAX_ID:
+            raise PyrtError(f"--additional-gids {g}: uids and gids must be in range 0-{MAX_ID}")
+    if len(gids) > NGROUPS_MAX:
+        raise PyrtError(f"--additional-gids: {len(gids)} groups: the kernel takes at most {NGROUPS_MAX}")
+    return gids
 
 
 def _spawn(c, proc: Process, opts: dict, console_fd: int):
@@ -210,7 +234,7 @@ def _spawn(c, proc: Process, opts: dict, console_fd: int):
                           v1_tasks=v1_tasks)
         plan_opts = planner.Options(c.id, opts["preserve-fds"], no_new_keyring=saved["noNewKeyring"],
                                     trace=log.debugging(), seccomp_flags=seccomp[1] if seccomp else 0)
-        steps = planner.for_exec(proc, pidfd, saved["namespaces"], fds, plan_opts)
+        steps = planner.for_exec(proc, pidfd, saved["namespaces"], fds, plan_opts, saved.get("personality"))
         keep = [fd for fd in (pidfd, fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
         init = Init.spawn(steps, 0, cgroup_fd, keep, floor, cg.dir)
         for fd in opened:

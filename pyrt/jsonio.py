@@ -39,6 +39,8 @@ def loads(text: str | bytes) -> object:
         obj, end = _scan(text, start)
     except StopIteration as e:
         raise ValueError(f"expecting a value at offset {e.value}") from None
+    except RecursionError:
+        raise ValueError("arrays and objects nested too deeply") from None
     except SystemError:
         # _json raises its detailed errors only once json.decoder is loaded: on this (rare)
         # path, let the json package parse again for the message.
@@ -106,17 +108,68 @@ def write_atomic(path: str, data: bytes, mode: int = 0o600, dir_fd: int | None =
         raise
 
 
+#: The largest JSON input pyrt reads (config.json, process.json, update's resources). runc reads
+#: any size; a cap turns a config.json that links to /dev/zero into an error instead of all the
+#: memory. 32 MiB is far above any real config (100000 mounts, the kernel's mount-max, fit in 16).
+MAX_SIZE = 32 << 20
+
+
+def read_capped(fd: int, name: str) -> bytes:
+    """Everything readable from fd (a pipe, stdin), refused beyond MAX_SIZE (PyrtError)."""
+    from pyrt.errors import PyrtError
+
+    chunks, size = [], 0
+    while chunk := os.read(fd, 1 << 16):
+        size += len(chunk)
+        if size > MAX_SIZE:
+            raise PyrtError(f"{name}: larger than {MAX_SIZE >> 20} MiB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def read_regular(path: str) -> bytes:
+    """The bytes of a regular file of at most MAX_SIZE. Anything else (a device, a FIFO, a
+    directory, through a symlink or not) is refused before it is opened for reading: opening a
+    FIFO blocks, opening a device can act (a tape rewinds, a watchdog arms). The type is checked
+    on an O_PATH fd and the same inode reopened through it: no swap in between. OSError as
+    raised by open, PyrtError for the rest."""
+    from pyrt.errors import PyrtError
+
+    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_mode & 0o170000 != 0o100000:
+            raise PyrtError(f"{path}: not a regular file")
+        if st.st_size > MAX_SIZE:
+            raise PyrtError(f"{path}: larger than {MAX_SIZE >> 20} MiB")
+        data_fd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_CLOEXEC)
+    finally:
+        os.close(fd)
+    try:
+        return read_capped(data_fd, path)  # it may have grown since fstat
+    finally:
+        os.close(data_fd)
+
+
 def load_file(path: str) -> object:
-    """Parse a JSON file; errors are one line naming the file (PyrtError)."""
+    """Parse a JSON file (a regular one, at most MAX_SIZE); errors are one line naming the file
+    (PyrtError)."""
     from pyrt.errors import PyrtError
 
     try:
-        data = read(path)
+        data = read_regular(path)
     except OSError as e:
         raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
+    return parse_bytes(data, path)
+
+
+def parse_bytes(data: bytes, name: str) -> object:
+    """Parse JSON read from `name`; errors are one line naming it (PyrtError)."""
+    from pyrt.errors import PyrtError
+
     if not data.strip():
-        raise PyrtError(f"{path} is empty")
+        raise PyrtError(f"{name} is empty")
     try:
         return loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise PyrtError(f"{path}: invalid JSON: {e}") from None
+        raise PyrtError(f"{name}: invalid JSON: {e}") from None

@@ -43,7 +43,8 @@ def _record(level: str, msg: str) -> str:
     return f"time={_quote(rfc3339())} level={level} msg={_quote(msg)}\n"
 
 
-def _write(level: str, msg: str) -> None:
+def _write(level: str, msg: str, fallback: bool = True) -> bool:
+    """Write a record to the --log file, or (fallback) stderr; whether it went to the file."""
     line = _record(level, msg)
     if _file:
         try:
@@ -52,19 +53,23 @@ def _write(level: str, msg: str) -> None:
                 os.write(fd, line.encode())
             finally:
                 os.close(fd)
-            return
+            return True
         except OSError:
             pass  # an unwritable log must not hide the error: fall back to stderr
+    if not fallback:
+        return False
     try:
         sys.stderr.write(line)
         sys.stderr.flush()
     except (OSError, ValueError):
         pass
+    return False
 
 
 def error(msg: str) -> None:
-    _write("error", msg)
-    if _file:
+    """The record, and on stderr the plain message too if the record went to the --log file
+    (one line on stderr either way)."""
+    if _write("error", msg):
         try:
             sys.stderr.write(msg + "\n")
             sys.stderr.flush()
@@ -75,9 +80,9 @@ def error(msg: str) -> None:
 def error_in_log(msg: str) -> None:
     """An error record in the --log file only: an engine reads its message from there (the
     containerd shim: "unable to retrieve OCI runtime error" otherwise), while stderr gets the
-    usage text or traceback the caller prints."""
+    usage text or traceback the caller prints (also when the file cannot be written)."""
     if _file:
-        _write("error", msg)
+        _write("error", msg, fallback=False)
 
 
 def warning(msg: str) -> None:

@@ -73,6 +73,18 @@ def _rlimit_name(number: str) -> str:
     return next((n for n, v in process.RLIMITS.items() if v == int(number)), number)
 
 
+def _rlim(value: str) -> str:
+    from pyrt import process
+
+    return "unlimited" if int(value) == process.RLIM_INFINITY else value
+
+
+def _personality_name(number: str) -> str:
+    from pyrt.spec import PERSONALITIES
+
+    return next((n for n, v in PERSONALITIES.items() if v == int(number)), number)
+
+
 def _exec_text(a: tuple[str, ...]) -> str:
     nenv = int(a[1])
     return f"execve {list(a[2 + nenv:])} with {nenv} environment variables"
@@ -105,9 +117,10 @@ _DESCRIBE: dict = {
     "lo-up": "bring up lo in the new network namespace",
     "hostname": "set hostname {0}",
     "domainname": "set domainname {0}",
+    "personality": lambda a: f"set the execution domain {_personality_name(a[0])} (personality(2))",
     "sysctl": "write {1} to {0}",
     "oom-score-adj": "set oom_score_adj {0}",
-    "rlimit": lambda a: f"setrlimit {_rlimit_name(a[0])} soft={a[1]} hard={a[2]} (-1: unlimited)",
+    "rlimit": lambda a: f"setrlimit {_rlimit_name(a[0])} soft={_rlim(a[1])} hard={_rlim(a[2])}",
     "session-keyring": "join a new session keyring {0}",
     "umask": "set umask {0}",
     "resolve-exec": "look up {0} in the container (PATH={1}, cwd {2})",

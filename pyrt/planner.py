@@ -90,6 +90,8 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("hostname", spec.hostname))
     if spec.domainname:
         steps.append(Step("domainname", spec.domainname))
+    if spec.personality is not None:
+        steps.append(Step("personality", spec.personality))
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
 
     # 4. parked until `pyrt start`, then become the container's process
@@ -133,10 +135,12 @@ def check_sysctl(key: str, new: set[str]) -> None:
                     "(it would change the host)")
 
 
-def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Options) -> list[Step]:
+def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Options,
+             personality: int | None = None) -> list[Step]:
     """What a process joining a container does (`exec`): its cgroup v1 hierarchies (cgroup2
     came with clone3), all its namespaces in one setns on the init's pidfd, a fork to be
-    inside its pid namespace, then the same last steps as the container's own process."""
+    inside its pid namespace, then the same last steps as the container's own process (with
+    the container's personality, as runc)."""
     steps = [Step("trace")] if opts.trace else []
     if fds.v1_tasks:
         steps.append(Step("join-cgroups", ",".join(map(str, fds.v1_tasks))))
@@ -150,6 +154,8 @@ def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Option
         if fds.console < 0:
             raise PyrtError("process.terminal is true: exec needs a --console-socket (or to run in the foreground)")
         steps.append(Step("pty", fds.console, *proc.console_size))
+    if personality is not None:
+        steps.append(Step("personality", personality))
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
     steps += process.final_steps(proc, opts.preserve_fds, seccomp)

@@ -29,8 +29,7 @@ def rlimit_steps(proc: Process) -> list[Step]:
     for kind, soft, hard in proc.rlimits:
         if soft > hard:
             raise PyrtError(f"config.json: process.rlimits: {kind}: soft limit {soft} is above the hard limit {hard}")
-        steps.append(Step("rlimit", RLIMITS[kind], -1 if soft == RLIM_INFINITY else soft,
-                          -1 if hard == RLIM_INFINITY else hard))
+        steps.append(Step("rlimit", RLIMITS[kind], soft, hard))
     return steps
 
 

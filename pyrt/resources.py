@@ -569,23 +569,24 @@ def cmd_update(g, opts: dict, args: list[str]) -> int:
 
 
 def _read_resources(path: str) -> dict:
-    import sys
+    """The LinuxResources JSON of `--resources FILE|-`: a regular file or stdin, at most
+    jsonio.MAX_SIZE, no NUL byte in any string."""
+    from pyrt import jsonio, spec
 
-    from pyrt import jsonio
-
+    name = f"update --resources {path}"
     try:
-        if path == "-":
-            text = sys.stdin.read()
-        else:
-            with open(path, "rb") as f:
-                text = f.read().decode()
-        value = jsonio.loads(text)
+        data = jsonio.read_capped(0, path) if path == "-" else jsonio.read_regular(path)
     except OSError as e:
-        raise PyrtError(f"update --resources {path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"{name}: {os.strerror(e.errno).lower()}") from None
+    except PyrtError as e:
+        raise PyrtError(f"update --resources {e}") from None
+    try:
+        value = jsonio.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
-        raise PyrtError(f"update --resources {path}: not JSON: {e}") from None
+        raise PyrtError(f"{name}: not JSON: {e}") from None
     if not isinstance(value, dict):
-        raise PyrtError(f"update --resources {path}: must hold a JSON object (LinuxResources)")
+        raise PyrtError(f"{name}: must hold a JSON object (LinuxResources)")
+    spec.check_tree(value, name)
     return value
 
 
@@ -628,17 +629,16 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 
 
 
 def parse_bytes(text: str, flag: str) -> int:
-    """A size as runc's update takes it: 1048576, 512k, 64m, 1.5g, 1GiB; -1 is unlimited."""
+    """A size as runc's update takes it: 1048576, 512k, 64m, 1.5g, 1GiB; -1 is unlimited.
+    Digits only (no nan, inf, 1e3), computed exactly; the range is checked with the field."""
     s = text.strip().lower()
     if s == "-1":
         return -1
     num = s.rstrip("kmgtpib ")
-    unit = s[len(num):].strip()
-    unit = unit.removesuffix("b").removesuffix("i")
-    try:
-        value = float(num)
-        if unit not in _UNITS or value < 0:
-            raise ValueError
-    except ValueError:
-        raise PyrtError(f"update --{flag}: {text!r} is not a size (bytes, or with k, m, g, t)") from None
-    return int(value * _UNITS[unit])
+    unit = s[len(num):].strip().removesuffix("b").removesuffix("i")
+    whole, dot, frac = num.partition(".")
+    if not (num.isascii() and whole.isdigit() and (frac.isdigit() or not dot) and len(num) <= 40
+            and unit in _UNITS):
+        raise PyrtError(f"update --{flag}: {text!r} is not a size (bytes, or with k, m, g, t)")
+    scale = _UNITS[unit]
+    return int(whole) * scale + (int(frac) * scale // 10 ** len(frac) if frac else 0)

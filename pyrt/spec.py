@@ -17,6 +17,16 @@ MIN_VERSION, MAX_VERSION = (1, 0, 0), (1, 3)
 
 NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user", "time")
 
+#: The largest user or group id: runc's range (the kernel's ids are 32 bits, but -1 is "unchanged"
+#: to setresuid(2) and chown(2): 4294967295 would leave the process root).
+MAX_ID = (1 << 31) - 1
+#: The kernel's limits: supplementary groups (NGROUPS_MAX), host and domain names (__NEW_UTS_LEN),
+#: device numbers (12 bits of major, 20 of minor in the kernel's dev_t), a path (with its NUL).
+NGROUPS_MAX, HOST_NAME_MAX, MAX_MAJOR, MAX_MINOR = 65536, 64, (1 << 12) - 1, (1 << 20) - 1
+PATH_MAX = 4096
+#: personality(2) domains the runtime spec names
+PERSONALITIES = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
 
 class ConfigError(PyrtError):
     pass
@@ -98,7 +108,8 @@ class Spec:
         self.readonly_paths: list[str] = []
         self.sysctl: dict[str, str] = {}
         self.seccomp: dict | None = None
-        self.personality: dict | None = None
+        #: linux.personality's domain as personality(2) takes it, or None to leave it alone
+        self.personality: int | None = None
 
 
 # ----------------------------------------------------------------------------- field readers
@@ -149,6 +160,13 @@ class _Reader:
             self.fail(f"must be between 0 and {(1 << bits) - 1}", key)
         return value
 
+    def id(self, key: str) -> int:
+        """A uid or gid (runc's words for one out of range)."""
+        value = self.get(key, int, 0)
+        if not 0 <= value <= MAX_ID:
+            self.fail(f"uids and gids must be in range 0-{MAX_ID}", key)
+        return value
+
     def items(self, key: str) -> list[_Reader]:
         value = self.get(key, list, [])
         base = f"{self.where}.{key}" if self.where else key
@@ -158,6 +176,40 @@ class _Reader:
         """Refuse a field pyrt does not implement, unless it is empty."""
         if self.obj.get(key) not in (None, "", [], {}):
             self.fail(f"{what} is not supported by pyrt", key)
+
+
+def check_tree(obj: object, file: str) -> None:
+    """Refuse, naming the field, what no field may hold: a string with a NUL byte (no system
+    call takes one: Python would raise ValueError at the first that meets it) or a lone
+    surrogate (not UTF-8). Every string, keys included, wherever it is: also in sections other
+    modules read (seccomp, resources, annotations)."""
+    try:  # the C encoder escapes both as \\u0000 and \\udXXX: most configs have neither
+        text = jsonio.dumps(obj)
+        if "\\u0000" not in text and "\\ud" not in text:
+            return
+    except RecursionError:
+        pass
+    todo: list[tuple[object, str]] = [(obj, "")]
+    while todo:
+        value, where = todo.pop()
+        if isinstance(value, dict):
+            for k, v in value.items():
+                field = f"{where}.{k}" if where else k
+                _check_string(k, field, file)
+                todo.append((v, field))
+        elif isinstance(value, list):
+            todo += ((v, f"{where}[{i}]") for i, v in enumerate(value))
+        elif isinstance(value, str):
+            _check_string(value, where, file)
+
+
+def _check_string(s: str, where: str, file: str) -> None:
+    if "\0" in s:
+        _Reader({}, where, file).fail("must not contain a NUL byte")
+    try:
+        s.encode()
+    except UnicodeEncodeError:
+        _Reader({}, where, file).fail("must be valid UTF-8 (it has a lone surrogate)")
 
 
 # ----------------------------------------------------------------------------- loading
@@ -187,6 +239,7 @@ def _version(r: _Reader) -> str:
 
 def parse(obj: object, bundle: str) -> Spec:
     r = _Reader(obj, "")
+    check_tree(obj, "config.json")
     s = Spec()
     s.bundle = bundle
     s.oci_version = _version(r)
@@ -201,8 +254,10 @@ def parse(obj: object, bundle: str) -> Spec:
         why = "not a directory" if os.path.lexists(s.root) else "no such file or directory"
         root.fail(f"{s.root}: {why}", "path")
 
-    s.hostname = r.get("hostname", str)
-    s.domainname = r.get("domainname", str)
+    s.hostname, s.domainname = r.get("hostname", str), r.get("domainname", str)
+    for key, name in (("hostname", s.hostname), ("domainname", s.domainname)):
+        if name and len(name.encode()) > HOST_NAME_MAX:
+            r.fail(f"longer than the kernel's {HOST_NAME_MAX} bytes", key)
     proc = r.child("process")
     s.process = _process(proc) if proc else None
     s.mounts = [_mount(m) for m in r.items("mounts")]
@@ -222,7 +277,9 @@ def parse(obj: object, bundle: str) -> Spec:
 def load_process(obj: object, file: str) -> Process:
     """A process object outside config.json (`exec`'s process.json), validated the same way;
     errors name `file`."""
-    return _process(_Reader(obj, "", file))
+    r = _Reader(obj, "", file)
+    check_tree(obj, file)
+    return _process(r)
 
 
 def _process(p: _Reader) -> Process:
@@ -230,7 +287,7 @@ def _process(p: _Reader) -> Process:
     proc.terminal = p.get("terminal", bool, False)
     size = p.child("consoleSize")
     if size:
-        proc.console_size = (size.uint("height"), size.uint("width"))
+        proc.console_size = (size.uint("height", bits=16), size.uint("width", bits=16))  # struct winsize
     proc.args = p.strings("args", required=True, nonempty=True)
     proc.env = p.strings("env")
     for i, e in enumerate(proc.env):
@@ -241,13 +298,17 @@ def _process(p: _Reader) -> Process:
         p.fail("must be an absolute path", "cwd")
     user = p.child("user")
     if user:
-        proc.uid, proc.gid = user.uint("uid"), user.uint("gid")
+        proc.uid, proc.gid = user.id("uid"), user.id("gid")
         proc.umask = user.get("umask", int)
         if proc.umask is not None and not 0 <= proc.umask <= 0o777:
             user.fail("must be between 0 and 0777", "umask")
         gids = user.get("additionalGids", list, [])
-        if not all(isinstance(g, int) and not isinstance(g, bool) and 0 <= g < 1 << 32 for g in gids):
+        if not all(isinstance(g, int) and not isinstance(g, bool) for g in gids):
             user.fail("must be an array of group ids", "additionalGids")
+        if not all(0 <= g <= MAX_ID for g in gids):
+            user.fail(f"uids and gids must be in range 0-{MAX_ID}", "additionalGids")
+        if len(gids) > NGROUPS_MAX:
+            user.fail(f"{len(gids)} groups: the kernel takes at most {NGROUPS_MAX}", "additionalGids")
         proc.additional_gids = gids
         user.refuse("username", "process.user.username (Windows)")
     caps = p.child("capabilities")
@@ -276,6 +337,7 @@ def _process(p: _Reader) -> Process:
     p.refuse("ioPriority", "process.ioPriority")
     p.refuse("scheduler", "process.scheduler")
     p.refuse("execCPUAffinity", "process.execCPUAffinity")
+    p.refuse("commandLine", "process.commandLine (Windows)")
     return proc
 
 
@@ -307,7 +369,7 @@ def _hooks(r: _Reader) -> dict[str, list[Hook]]:
             if not path.startswith("/"):
                 h.fail("must be an absolute path", "path")
             timeout = h.get("timeout", int)
-            if timeout is not None and timeout <= 0:
+            if timeout is not None and not 0 < timeout < 1 << 31:  # an int of seconds in pyrt-init
                 h.fail("must be a positive number of seconds", "timeout")
             items.append(Hook(path, h.strings("args"), h.strings("env"), timeout))
         out[kind] = items
@@ -332,6 +394,8 @@ def _linux(lx: _Reader, s: Spec) -> None:
     for key, out in (("uidMappings", s.uid_mappings), ("gidMappings", s.gid_mappings)):
         for m in lx.items(key):
             out.append((m.uint("containerID"), m.uint("hostID"), m.uint("size")))
+        if out and "user" not in s.namespaces:  # runc ignores them; they would map nothing
+            lx.fail("mappings without a user namespace (linux.namespaces has none)", key)
     for d in lx.items("devices"):
         path = d.get("path", str, required=True)
         kind = d.get("type", str, required=True)
@@ -344,10 +408,19 @@ def _linux(lx: _Reader, s: Spec) -> None:
             mode &= 0o7777  # podman sends the whole st_mode (S_IFCHR|0620): runc accepts it
         if not 0 <= mode <= 0o7777:
             d.fail("must be a permission mode (file type bits, if any, matching the type)", "fileMode")
-        major = d.get("major", int, 0 if kind == "p" else None, required=kind != "p")
-        minor = d.get("minor", int, 0 if kind == "p" else None, required=kind != "p")
-        s.devices.append(Device(path, "c" if kind == "u" else kind, major, minor, mode, d.uint("uid"), d.uint("gid")))
+        numbers = []
+        for key, top in (("major", MAX_MAJOR), ("minor", MAX_MINOR)):
+            n = d.get(key, int, 0 if kind == "p" else None, required=kind != "p")
+            if not 0 <= n <= top:
+                d.fail(f"must be between 0 and {top}", key)
+            numbers.append(n)
+        s.devices.append(Device(path, "c" if kind == "u" else kind, *numbers, mode, d.id("uid"), d.id("gid")))
     s.cgroups_path = lx.get("cgroupsPath", str) or None
+    # each hierarchy's mount point goes before it and a file name after it (up to 128 bytes in
+    # all): longer, some cgroup path would be more than the kernel's PATH_MAX
+    if s.cgroups_path and len(s.cgroups_path.encode()) > PATH_MAX - 128:
+        lx.fail(f"longer than {PATH_MAX - 128} bytes (the kernel's PATH_MAX, less a cgroup mount point and file)",
+                "cgroupsPath")
     s.resources = lx.get("resources", dict, {})
     prop = lx.get("rootfsPropagation", str)
     if prop and prop not in PROPAGATIONS:
@@ -361,7 +434,14 @@ def _linux(lx: _Reader, s: Spec) -> None:
             lx.fail(f'bad sysctl "{key}"', "sysctl")
     s.sysctl = sysctl
     s.seccomp = lx.get("seccomp", dict)
-    s.personality = lx.get("personality", dict)
+    pers = lx.child("personality")
+    if pers:
+        domain = pers.get("domain", str, "")
+        if domain not in PERSONALITIES:
+            pers.fail(f'invalid personality domain "{domain}" (LINUX or LINUX32)', "domain")
+        if pers.strings("flags"):  # the runtime spec defines none; runc warns and ignores them
+            pers.fail("personality flags are not supported by pyrt", "flags")
+        s.personality = PERSONALITIES[domain]
     lx.refuse("intelRdt", "Intel RDT")
     lx.refuse("mountLabel", "SELinux")
     lx.refuse("timeOffsets", "the time namespace")

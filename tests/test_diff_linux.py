@@ -333,11 +333,9 @@ ROWS = [
                          "/proc/bus read-only: MS_BIND|MS_REC: invalid argument)"),
     row("rootfsPropagation/unknown", Scenario("prop-bad", linux(rootfsPropagation="sideways")), "stage"),
     # linux.personality
-    row("personality/LINUX32", Scenario("pers32", linux(personality={"domain": "LINUX32"})), "stage", "personality",
-        differs="linux.personality is accepted and ignored (uname -m stays x86_64); runc 1.5 sets LINUX32 (i686)"),
+    row("personality/LINUX32", Scenario("pers32", linux(personality={"domain": "LINUX32"})), "stage", "personality"),
     row("personality/LINUX", Scenario("pers64", linux(personality={"domain": "LINUX"})), "stage", "personality"),
-    row("personality/unknown-domain", Scenario("pers-bad", linux(personality={"domain": "SOLARIS"})), "stage",
-        differs="an unknown personality domain runs (ignored); runc 1.5 refuses it (invalid personality domain)"),
+    row("personality/unknown-domain", Scenario("pers-bad", linux(personality={"domain": "SOLARIS"})), "stage"),
     # fields this host cannot honour or pyrt refuses
     row("intelRdt", Scenario("rdt", linux(intelRdt={"closID": "pyrt"})), "error", "words:intel rdt"),
     row("memoryPolicy/bind", Scenario("mempolicy", linux(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0"})),

@@ -72,8 +72,7 @@ FIELDS: dict[str, tuple] = {
     "process.oomScoreAdj": ("test", f"{D}::oomScoreAdj/500"),
     "process.apparmorProfile": ("refused", {"process": {"apparmorProfile": "unconfined"}}),
     "process.selinuxLabel": ("refused", {"process": {"selinuxLabel": "system_u:system_r:container_t:s0"}}),
-    "process.commandLine": ("ignored", {"process": {"commandLine": "cmd /c echo"}},
-                            "process.commandLine (Windows) is ignored; process.user.username (Windows) is refused"),
+    "process.commandLine": ("refused", {"process": {"commandLine": "cmd /c echo"}}),
     "process.scheduler": ("refused", {"process": {"scheduler": {"policy": "SCHED_BATCH"}}}),
     "process.ioPriority": ("refused", {"process": {"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 1}}}),
     "process.execCPUAffinity": ("refused", {"process": {"execCPUAffinity": {"final": "0"}}}),
@@ -147,8 +146,10 @@ FIELDS: dict[str, tuple] = {
     "linux.maskedPaths": ("test", f"{L}::maskedPaths/file"),
     "linux.readonlyPaths": ("test", f"{L}::readonlyPaths"),
     "linux.mountLabel": ("refused", {"linux": {"mountLabel": "system_u:object_r:container_file_t:s0"}}),
-    "linux.personality": ("ignored", {"linux": {"personality": {"domain": "LINUX32"}}},
-                          "linux.personality is accepted and ignored (runc 1.5 applies it)"),
+    "linux.personality": ("test", f"{L}::personality/LINUX32"),
+    "linux.personality.domain": ("test", f"{L}::personality/unknown-domain"),
+    "linux.personality.flags": ("refused", {"linux": {"personality": {"domain": "LINUX",
+                                                                      "flags": ["ADDR_NO_RANDOMIZE"]}}}),
     **{k: ("refused", {k: {"x": 1}}) for k in ("solaris", "windows", "vm", "zos")},
 }
 

@@ -261,7 +261,8 @@ def proc_with(**fields) -> spec.Process:
 
 def test_rlimits_infinity_and_order():
     p = proc_with(rlimits=[("RLIMIT_CORE", process.RLIM_INFINITY, process.RLIM_INFINITY), ("RLIMIT_NOFILE", 5, 9)])
-    assert [st.args for st in process.rlimit_steps(p)] == [("4", "-1", "-1"), ("7", "5", "9")]
+    inf = str(process.RLIM_INFINITY)  # pyrt-init reads unsigned 64-bit limits: 2^63 and up too
+    assert [st.args for st in process.rlimit_steps(p)] == [("4", inf, inf), ("7", "5", "9")]
     with pytest.raises(PyrtError, match="soft limit 9 is above the hard limit 5"):
         process.rlimit_steps(proc_with(rlimits=[("RLIMIT_NOFILE", 9, 5)]))
 
@@ -280,6 +281,19 @@ def test_credentials_and_capability_masks():
     assert ops(steps).index("chown-stdio") < ops(steps).index("user")  # needs CAP_CHOWN
     root = process.final_steps(proc_with(), 0)
     assert "chown-stdio" not in ops(root) and dict((s.op, s.args) for s in root)["umask"] == ("0022",)
+
+
+def test_personality_for_create_and_exec(bundle_dir):
+    """linux.personality is a step of its own, in `create` and in `exec` (runc applies it to both)."""
+    s = make_spec(bundle_dir, lambda c: c["linux"].update(personality={"domain": "LINUX32"}))
+    steps = make_plan(s)
+    at = first(steps, "personality", "8")
+    assert first(steps, "pivot-root") < at < first(steps, "ready")
+    proc = s.process
+    exec_steps = planner.for_exec(proc, 5, ["pid", "mount"], planner.Fds(-1), planner.Options("cid"), 8)
+    assert first(exec_steps, "enter-root") < first(exec_steps, "personality", "8") < first(exec_steps, "exec")
+    assert "personality" not in ops(make_plan(make_spec(bundle_dir)))
+    assert "personality" not in ops(planner.for_exec(proc, 5, ["mount"], planner.Fds(-1), planner.Options("cid")))
 
 
 @pytest.mark.parametrize("nnp", [True, False])
@@ -315,7 +329,8 @@ def test_encoding_round_trip(bundle_dir):
 
 def test_every_step_of_a_plan_reads_as_a_sentence(bundle_dir):
     s = make_spec(bundle_dir, lambda c: (c["process"].update(terminal=True, cwd="/w"),
-                                         c["linux"].update(sysctl={"kernel.shmmax": "1"}, rootfsPropagation="slave")))
+                                         c["linux"].update(sysctl={"kernel.shmmax": "1"}, rootfsPropagation="slave",
+                                                           personality={"domain": "LINUX32"})))
     steps = make_plan(s, planner.Fds(3, console=4), trace=True)
     lines = plan.render(steps).splitlines()
     assert len(lines) == len(steps)
@@ -324,3 +339,4 @@ def test_every_step_of_a_plan_reads_as_a_sentence(bundle_dir):
         assert number.isdigit() and text != " ".join((st.op, *st.args)), f"{st.op} has no description"
     text = plan.render(steps)
     assert "mount proc on /proc (no symlinks)" in text and "execve ['true']" in text
+    assert "set the execution domain LINUX32" in text and "soft=1024 hard=1024" in text
