@@ -14,7 +14,7 @@ them). Expected output may say:
 
 - `...` on a line of its own: any number of lines (none too);
 - `...` inside a line: any text on that line;
-- `<PID>`, `<N>`: a number; `<HEX>`: hex digits; `<IP>`: an IPv4 address; `<TIME>`: a time stamp
+- `<PID>`, `<N>`: a number (and the blanks before it: columns stay aligned); `<HEX>`: hex digits; `<IP>`: an IPv4 address; `<TIME>`: a time stamp
   (log lines' `time="..."` and RFC 3339 times in JSON are turned into `<TIME>` before comparing).
 
 Every other character must match exactly. The commands of one page run in one bash, one after
@@ -38,7 +38,7 @@ from pathlib import Path
 
 FENCE_OPEN = "```console lab"
 REQUIRES = re.compile(r"<!--\s*lab-requires:([^>]*)-->")
-PLACEHOLDERS = {"<PID>": r"\d+", "<N>": r"-?\d+", "<HEX>": r"[0-9a-f]+", "<IP>": r"\d+\.\d+\.\d+\.\d+",
+PLACEHOLDERS = {"<PID>": r" *\d+", "<N>": r" *-?\d+", "<HEX>": r"[0-9a-f]+", "<IP>": r"\d+\.\d+\.\d+\.\d+",
                 "<TIME>": "<TIME>"}
 TIMES = [re.compile(r'(?<=time=)"[^"]*"'), re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?")]
 
