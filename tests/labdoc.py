@@ -14,8 +14,9 @@ them). Expected output may say:
 
 - `...` on a line of its own: any number of lines (none too);
 - `...` inside a line: any text on that line;
-- `<PID>`, `<N>`: a number (and the blanks before it: columns stay aligned); `<HEX>`: hex digits; `<IP>`: an IPv4 address; `<TIME>`: a time stamp
-  (log lines' `time="..."` and RFC 3339 times in JSON are turned into `<TIME>` before comparing).
+- `<PID>`, `<N>`: a number (and the blanks before it: columns stay aligned); `<HEX>`: hex
+  digits; `<IP>`: an IPv4 address; `<TIME>`: a time stamp (log lines' `time="..."` and RFC 3339
+  times in JSON are turned into `<TIME>` before comparing).
 
 Every other character must match exactly. The commands of one page run in one bash, one after
 the other (cd, variables and functions carry over), each with stdin from /dev/null. A page's
