@@ -9,6 +9,7 @@ Container ids in the labs start with `lab` so that the leak check can look for t
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 from pathlib import Path
@@ -59,21 +60,13 @@ def test_lab(page: Path, rt, tmp_path: Path):
         wait_for(lambda: _port_free(8080), 10, "port 8080 to be free")
     shell = Shell(work, env)
     try:
-        with fresh_forwarding() if network else _nothing():
+        with fresh_forwarding() if network else contextlib.nullcontext():
             for step in lab.steps:
                 actual = shell.run(step.command)
                 assert matches(step.expected, actual), (f"{page.name}:{step.line}: `{step.command}` printed\n"
                                                         f"{actual}\n--- the page expects\n{step.expected}")
     finally:
         shell.close()
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_course_is_complete():
