@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 
-from pyrt import jsonio, log
+from pyrt import jsonio, log, protocol
 from pyrt.errors import PyrtError
 
 TYPE_CHECKING = False  # start, kill and delete need no spec or plan code: keep them off their path
 if TYPE_CHECKING:
-    from pyrt.plan import Step
     from pyrt.spec import Hook, Spec
+    from pyrt.steps import Step
 
 #: Kinds that need pyrt-init to stop at hook-sync (for them to run, or for their state JSON).
 _SYNC = ("prestart", "createRuntime", "createContainer", "startContainer")
@@ -56,7 +56,7 @@ def state(oci_version: str, container_id: str, status: str, pid: int, bundle: st
 def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
     """For the create plan, before pivot_root: stop for the runtime's hooks, then run the
     createContainer hooks in the container's namespaces."""
-    from pyrt.plan import Step
+    from pyrt.steps import Step
 
     if not any(hooks.get(kind) for kind in _SYNC):
         return []
@@ -64,9 +64,9 @@ def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
 
 
 def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
-    from pyrt.plan import Step
+    from pyrt.steps import Step
 
-    return [Step("hook", kind, h.timeout or 0, h.path, len(h.env), *h.env, *h.args) for h in hooks.get(kind, [])]
+    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args)) for h in hooks.get(kind, [])]
 
 
 # ----------------------------------------------------------------------------- the runtime's part
@@ -77,7 +77,7 @@ def at_sync(spec: Spec, container_id: str, init) -> None:
     hooks, and hand pyrt-init the states for its own hooks (only now is its pid known)."""
     if not any(spec.hooks.get(kind) for kind in _SYNC):
         return
-    init.wait(b"hooks")
+    init.wait(protocol.HOOKS)
     creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, spec.annotations)
     run("prestart", spec.hooks.get("prestart", []), creating)
     run("createRuntime", spec.hooks.get("createRuntime", []), creating)
@@ -135,7 +135,7 @@ def _wait_exec(pid: int, watch: int) -> None:
     while chunk := os.read(watch, 4096):  # until end-of-file: nobody holds the fifo for writing
         data += chunk
     if data:
-        reason = "it exited" if data == b"0" else data.decode(errors="replace").strip()
+        reason = "it exited" if data == protocol.FIFO_START else data.decode(errors="replace").strip()
         raise PyrtError(f"unable to start container process: {reason}")
 
 

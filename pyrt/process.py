@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from pyrt import capabilities
 from pyrt.errors import PyrtError
-from pyrt.plan import Step
+from pyrt.kernel import RLIMITS
 from pyrt.spec import Process
-
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
-RLIM_INFINITY = (1 << 64) - 1
+from pyrt.steps import Step
 
 
 def env_value(env: list[str], key: str) -> str | None:
@@ -68,10 +61,9 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
     if seccomp and not proc.no_new_privileges:
         steps.append(seccomp)
     steps += [
-        Step("cap-bounding", f"{caps['bounding']:x}"),
-        Step("user", proc.uid, proc.gid, ",".join(map(str, proc.additional_gids))),
-        Step("caps", f"{caps['effective']:x}", f"{caps['permitted']:x}", f"{caps['inheritable']:x}",
-             f"{caps['ambient']:x}"),
+        Step("cap-bounding", caps["bounding"]),
+        Step("user", proc.uid, proc.gid, list(proc.additional_gids)),
+        Step("caps", caps["effective"], caps["permitted"], caps["inheritable"], caps["ambient"]),
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
@@ -81,9 +73,9 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
     steps += [
         Step("chdir", proc.cwd),
         Step("close-fds", 3 + preserve_fds),
-        Step("umask", f"0{0o022 if proc.umask is None else proc.umask:03o}"),
+        Step("umask", 0o022 if proc.umask is None else proc.umask),
     ]
     if seccomp and proc.no_new_privileges:  # right before execve: the profile need not allow init's own calls
         steps.append(seccomp)
-    steps.append(Step("exec", int(bool(preserve_fds)), len(env), *env, *proc.args))
+    steps.append(Step("exec", bool(preserve_fds), env, list(proc.args)))
     return steps
