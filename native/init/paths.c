@@ -153,9 +153,10 @@ static int open_in_root_(const char *path, int flags, unsigned long long resolve
 		int last = slash == NULL;
 		if (slash)
 			*slash = '\0';
-		if (*comp == '\0' || strcmp(comp, ".") == 0) {
+		if (*comp == '\0' || strcmp(comp, ".") == 0) {   /* "//", "/./" */
 			if (last)
 				return parent;
+			*slash = '/';   /* buf keeps the whole prefix: it is resolved again from the root */
 			comp = slash + 1;
 			continue;
 		}
