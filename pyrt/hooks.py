@@ -82,7 +82,11 @@ def at_sync(spec: Spec, container_id: str, init) -> None:
     run("prestart", spec.hooks.get("prestart", []), creating)
     run("createRuntime", spec.hooks.get("createRuntime", []), creating)
     created = dict(creating, status="created")
-    os.write(init.sock, jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode())
+    data = jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode()
+    # its length, then the bytes: the states may be longer than one datagram can be
+    os.write(init.sock, str(len(data)).encode())
+    for at in range(0, len(data), protocol.CHUNK):
+        os.write(init.sock, data[at:at + protocol.CHUNK])
 
 
 def watch_start(c) -> int:
