@@ -90,18 +90,14 @@ def at_sync(spec: Spec, container_id: str, init) -> None:
 
 
 def watch_start(c) -> int:
-    """`start`, before it writes into the exec fifo: a reader of the fifo if hooks need to know
-    how the init goes on (startContainer may fail, poststart follows the execve), else -1."""
-    if not c.record.get("hooks", {}).keys() & {"startContainer", "poststart"}:
-        return -1
+    """`start`, before it writes into the exec fifo: a reader of the fifo, to learn how the init
+    goes on (see after_start)."""
     return os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def after_start(c, watch: int, init=None) -> None:
-    """`start`: with a `watch` on the fifo, wait until the container's process runs (a failing
-    startContainer hook fails `start`), then run the poststart hooks."""
-    if watch < 0:
-        return
+    """`start`: wait until the container's process runs (what fails after the exec fifo, a
+    startContainer hook or the execve, fails `start`), then run the poststart hooks."""
     try:
         if init is not None:
             init.wait(b"")  # `run` still holds the sync socket: end-of-file is the execve
@@ -110,9 +106,11 @@ def after_start(c, watch: int, init=None) -> None:
     finally:
         os.close(watch)
     record = c.record
-    st = state(record["ociVersion"], record["id"], "running", record["pid"], record["bundle"],
-               record.get("annotations", {}))
-    run("poststart", from_record(record, "poststart"), st, must_succeed=False)
+    poststart = from_record(record, "poststart")
+    if poststart:
+        st = state(record["ociVersion"], record["id"], "running", record["pid"], record["bundle"],
+                   record.get("annotations", {}))
+        run("poststart", poststart, st, must_succeed=False)
 
 
 def _wait_exec(pid: int, watch: int) -> None:
@@ -129,7 +127,7 @@ def _wait_exec(pid: int, watch: int) -> None:
     try:
         # the byte goes to the init, not to us: wait until it has taken it (or is gone)
         while pidfd >= 0 and int.from_bytes(fcntl.ioctl(watch, termios.FIONREAD, b"\0" * 4), "little") and \
-                not select.select([pidfd], [], [], 0.001)[0]:
+                not select.select([pidfd], [], [], 0.0001)[0]:
             pass
     finally:
         if pidfd >= 0:

@@ -92,14 +92,18 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
         steps.append(Step("domainname", spec.domainname))
     if spec.personality is not None:
         steps.append(Step("personality", spec.personality))
+    # 4. the container's process in all but the program: its credentials, capabilities, cwd
+    #    (what fails here fails `create`, as in runc)
+    seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
+    steps += process.become_steps(proc, opts.preserve_fds, seccomp)
 
-    # 4. parked until `pyrt start`, then become the container's process
+    # 5. parked until `pyrt start`, then the startContainer hooks (with the container's
+    #    credentials) and execve; a failure from here on reaches `start` through the exec fifo
     steps.append(Step("ready"))
     steps.append(Step("wait-start", Fd("fifo")))
-    final = process.final_steps(proc, opts.preserve_fds, seccomp_step(opts))
-    at = [s.name for s in final].index("chdir")  # startContainer hooks: the container's credentials
-    steps += final[:at] + hooks.steps("startContainer", spec.hooks) + final[at:]
+    steps += hooks.steps("startContainer", spec.hooks)
+    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)
 
 
@@ -164,6 +168,8 @@ def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
         steps.append(Step("pty", Fd("console"), *proc.console_size))
     if personality is not None:
         steps.append(Step("personality", personality))
+    seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
-    steps += process.final_steps(proc, opts.preserve_fds, seccomp_step(opts))
+    steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)

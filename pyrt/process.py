@@ -1,4 +1,11 @@
-"""The container's process: the last steps before execve, shared by `create` and `exec`."""
+"""The container's process: the last steps before execve, shared by `create` and `exec`.
+
+    prepare_steps  rlimits, session keyring, HOME, finding args[0]
+    become_steps   credentials, capabilities, seccomp (privileged load), cwd, fds, umask: what
+                   can fail is done before `create` reports ready, as runc does, so a bad
+                   capability set fails `create`, not a container nobody watches any more
+    exec_steps     seccomp (with noNewPrivileges: right before execve), execve
+"""
 
 from __future__ import annotations
 
@@ -44,10 +51,9 @@ def resolve_step(proc: Process) -> Step:
     return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "", proc.cwd)
 
 
-def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
-    """From the container's credentials to execve. With noNewPrivileges the seccomp filter is
-    loaded last, just before execve; without it, it must be loaded while we still hold
-    CAP_SYS_ADMIN (as runc)."""
+def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
+    """From the container's credentials to its cwd. Without noNewPrivileges the seccomp filter
+    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see exec_steps."""
     caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
     raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
     if raisable != caps["ambient"]:
@@ -67,15 +73,18 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
-    env = list(proc.env)
-    if preserve_fds:
-        env.append(f"LISTEN_FDS={preserve_fds}")
-    steps += [
+    return steps + [
         Step("chdir", proc.cwd),
         Step("close-fds", 3 + preserve_fds),
         Step("umask", 0o022 if proc.umask is None else proc.umask),
     ]
-    if seccomp and proc.no_new_privileges:  # right before execve: the profile need not allow init's own calls
-        steps.append(seccomp)
-    steps.append(Step("exec", bool(preserve_fds), env, list(proc.args)))
-    return steps
+
+
+def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
+    """The very last: with noNewPrivileges the seccomp filter right before execve (the profile
+    need not allow pyrt-init's own calls), then execve."""
+    env = list(proc.env)
+    if preserve_fds:
+        env.append(f"LISTEN_FDS={preserve_fds}")
+    steps = [seccomp] if seccomp and proc.no_new_privileges else []
+    return steps + [Step("exec", bool(preserve_fds), env, list(proc.args))]

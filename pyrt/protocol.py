@@ -10,7 +10,7 @@ PID = b"pid"  # init -> parent: PID, the process that goes on after a fork into 
 HOOKS = b"hooks"  # init -> parent: stopped at hook-sync; the parent runs prestart and createRuntime,
 #                  then answers with two state JSONs for the init's hooks, "creating" NUL "created":
 #                  their length in decimal, then the bytes in datagrams of at most CHUNK bytes
-READY = b"ready"  # init -> parent: set up; next it waits on the exec fifo
+READY = b"ready"  # init -> parent: set up, credentials applied; next it waits on the exec fifo
 ERROR = b"error"  # init -> parent: INDEX ERRNO DETAIL: step INDEX failed (ERRNO 0: DETAIL says it
 #                  all; INDEX -1: pyrt-init did not start); the init exits
 # A successful execve closes the init's end of the socket (close-on-exec): the parent reads EOF.

@@ -70,10 +70,11 @@ def test_the_life_of_an_init_in_order(bundle_dir):
         first(plan, "pivot-root"), first(plan, "hostname", "pyrt-test"),
         first(plan, "rlimit", 7, 1024, 1024), first(plan, "session-keyring", "_ses.cid"),
         first(plan, "home", 0), first(plan, "resolve-exec", "true"),
-        first(plan, "ready"), first(plan, "wait-start", Fd("fifo")),
+        # credentials and capabilities before `ready`, as runc: their failures fail `create`
         first(plan, "cap-bounding"), first(plan, "user", 0, 0, ()), first(plan, "caps"),
-        first(plan, "no-new-privileges"), first(plan, "hook", "startContainer"), first(plan, "chdir", "/work"),
-        first(plan, "close-fds", 3), first(plan, "umask", 0o022), first(plan, "exec"),
+        first(plan, "no-new-privileges"), first(plan, "chdir", "/work"), first(plan, "close-fds", 3),
+        first(plan, "umask", 0o022), first(plan, "ready"), first(plan, "wait-start", Fd("fifo")),
+        first(plan, "hook", "startContainer"), first(plan, "exec"),
     ]
     assert order == sorted(order)
     assert plan[-1] == Step("exec", False, s.process.env, ["true"])
@@ -120,7 +121,7 @@ def test_plan_slots_are_the_fds_to_open(bundle_dir):
     s = make_spec(bundle_dir, change)
     plan = planner.for_create(s, HYBRID_HOST, planner.Options("cid", seccomp=0, console=True))
     assert plan.slots() == ["cgroup-v1:cpu,cpuacct", "cgroup-v1:memory", "cgroup-v1:systemd", "ns:ipc", "console",
-                            "fifo", "seccomp"]
+                            "seccomp", "fifo"]
     assert plan.parent == []
 
 
@@ -295,7 +296,7 @@ def test_credentials_and_capability_masks():
     caps = {"bounding": ["CAP_KILL", "CAP_CHOWN"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"],
             "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL", "CAP_CHOWN"]}
     p = proc_with(uid=1000, gid=100, additional_gids=[5, 6], umask=0o77, capabilities=caps)
-    plan = process.final_steps(p, 0)
+    plan = process.become_steps(p, 0)
     by_name = {st.name: st.values for st in plan}
     assert by_name["cap-bounding"] == (0x21,)  # KILL (5) | CHOWN (0)
     assert by_name["caps"] == (0x20, 0x20, 0x20, 0x20)  # CHOWN cannot be ambient: not permitted/inheritable
@@ -303,7 +304,7 @@ def test_credentials_and_capability_masks():
     assert by_name["umask"] == (0o77,)
     assert by_name["chown-stdio"] == (1000,)
     assert ops(plan).index("chown-stdio") < ops(plan).index("user")  # needs CAP_CHOWN
-    root = process.final_steps(proc_with(), 0)
+    root = process.become_steps(proc_with(), 0)
     assert "chown-stdio" not in ops(root) and dict((s.name, s.values) for s in root)["umask"] == (0o022,)
 
 
@@ -335,7 +336,10 @@ def test_exec_joins_through_the_init_pidfd(bundle_dir):
 
 @pytest.mark.parametrize("nnp", [True, False])
 def test_seccomp_is_loaded_where_it_can_be(nnp):
-    plan = ops(process.final_steps(proc_with(no_new_privileges=nnp), 0, Step("seccomp", Fd("seccomp"), 0)))
+    seccomp = Step("seccomp", Fd("seccomp"), 0)
+    proc = proc_with(no_new_privileges=nnp)
+    plan = ops(process.become_steps(proc, 0, seccomp) + [Step("wait-start", Fd("fifo"))]
+               + process.exec_steps(proc, 0, seccomp))
     if nnp:  # last, right before execve: the filter need not allow init's own calls
         assert plan[-2:] == ["seccomp", "exec"] and plan.index("no-new-privileges") < plan.index("seccomp")
     else:  # while CAP_SYS_ADMIN is still held

@@ -15,6 +15,9 @@
  * messages to the parent are named in pyrt/protocol.py (SYNC_* in steps.h); the diagram of the
  * protocol is in docs/architecture.md.
  *
+ * A failure is reported to whoever still listens: the parent over SYNC_FD while it is there
+ * (`create`, `exec`, `run`); once `create` has returned, the container's stderr, and after
+ * wait-start the exec fifo too, where `start` reads it.
  */
 #define _GNU_SOURCE
 #define PYRT_STEP_FUNCTIONS
@@ -55,9 +58,22 @@ void send_msg(const char *a, const char *b, const char *c, const char *d)
 		ctx.sync = -1;   /* the parent has gone (create returned): nobody to tell */
 }
 
+static void write_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t w = write(fd, s, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return;
+		s += w;
+		len -= (size_t)w;
+	}
+}
+
 void fail(int err, const char *fmt, ...)
 {
-	char idx[24], num[16], detail[4096] = "";
+	char idx[24], num[16], detail[4096] = "", line[4400];
 	if (fmt) {
 		va_list ap;
 		va_start(ap, fmt);
@@ -66,20 +82,22 @@ void fail(int err, const char *fmt, ...)
 	}
 	snprintf(idx, sizeof idx, "%ld", ctx.index);
 	snprintf(num, sizeof num, "%d", err);
-	if (ctx.sync >= 0) {
-		send_msg(SYNC_ERROR, idx, num, detail);
-	} else {
-		/* After `create` returned nobody listens: the container's stderr is the only place. */
-		dprintf(2, "pyrt-init: step %s: %s%s%s\n", idx, detail, err && *detail ? ": " : "", err ? strerror(err) : "");
+	send_msg(SYNC_ERROR, idx, num, detail);
+	/* the reason in the parent's words (strerror, first letter lowered) */
+	char reason[256] = "";
+	if (err) {
+		snprintf(reason, sizeof reason, "%s", strerror(err));
+		reason[0] = (char)tolower((unsigned char)reason[0]);
 	}
-	if (ctx.fifo >= 0) {   /* `start` may be waiting to read why (in the parent's words) */
-		char reason[256] = "";
-		if (err) {
-			snprintf(reason, sizeof reason, "%s", strerror(err));
-			reason[0] = (char)tolower((unsigned char)reason[0]);
-		}
-		dprintf(ctx.fifo, "%s%s%s", detail, err && *detail ? ": " : "", reason);
-	}
+	int n = snprintf(line, sizeof line, "%s%s%s", detail, err && *detail ? ": " : "", reason);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof line)
+		n = sizeof line - 1;
+	if (ctx.sync < 0)   /* nobody listens on the socket (`create` returned): the container's stderr */
+		dprintf(2, "pyrt-init: %s\n", line);
+	if (ctx.fifo >= 0)   /* `start` waits to read why */
+		write_all(ctx.fifo, line, (size_t)n);
 	_exit(err == ENOENT || !err ? 127 : err == EACCES ? 126 : 1);
 }
 
@@ -90,7 +108,7 @@ void step_trace(const union arg *a)
 	ctx.trace = 1;
 }
 
-/* ready: set up: the parent writes the state and `create` returns. */
+/* ready: set up, credentials applied: the parent writes the state and `create` returns. */
 void step_ready(const union arg *a)
 {
 	(void)a;
