@@ -242,9 +242,11 @@ def _mount(s: Step) -> str:
 
 
 def _propagation(s: Step) -> str:
-    flags, rec = s["flags"], 0x4000  # MS_REC
-    return (f"make the mount holding {s['target']}" + (" and all below it" if flags & rec else "")
-            + f" {_propagation_name(flags & ~rec)}")
+    from pyrt.kernel import MS_REC
+
+    flags = s["flags"]
+    return (f"make the mount holding {s['target']}" + (" and all below it" if flags & MS_REC else "")
+            + f" {_propagation_name(flags & ~MS_REC)}")
 
 
 def _hook(s: Step) -> str:
@@ -312,7 +314,7 @@ TYPES = {t.name: t for t in (
     StepType("chdir", "path:s", "chdir to {path}"),
     StepType("close-fds", "first:u", "mark every fd from {first} up close-on-exec"),
     StepType("umask", "mask:u", "set umask 0{mask:03o}"),
-    StepType("ready", "", "tell the parent set-up is done"),
+    StepType("ready", "", "tell the parent set-up is done (`create` returns)"),
     StepType("wait-start", "fifo:f", "wait on the exec fifo {fifo} for `pyrt start`"),
     StepType("exec", "listen_pid:b env:S argv:S",
              lambda s: f"execve {list(s['argv'])} with {len(s['env'])} environment variables"),
