@@ -102,7 +102,7 @@ def after_start(c, watch: int, init=None) -> None:
         if init is not None:
             init.wait(b"")  # `run` still holds the sync socket: end-of-file is the execve
         else:
-            _wait_exec(c.record["pid"], watch)
+            _wait_exec(watch)
     finally:
         os.close(watch)
     record = c.record
@@ -113,28 +113,17 @@ def after_start(c, watch: int, init=None) -> None:
         run("poststart", poststart, st, must_succeed=False)
 
 
-def _wait_exec(pid: int, watch: int) -> None:
-    """pyrt-init keeps its fifo fd (close-on-exec) after taking `start`'s byte: the fifo's last
-    writer going away is its execve, and a failure writes the reason into the fifo first."""
-    import fcntl
+def _wait_exec(watch: int) -> None:
+    """pyrt-init keeps its end of the exec fifo (close-on-exec) after taking `start`'s byte, and
+    a failure writes the reason into the fifo first: the fifo's last writer going away (POLLHUP)
+    is its execve, or its end. Only then read, or the byte could be taken from under the init."""
     import select
-    import termios
 
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        pidfd = -1
-    try:
-        # the byte goes to the init, not to us: wait until it has taken it (or is gone)
-        while pidfd >= 0 and int.from_bytes(fcntl.ioctl(watch, termios.FIONREAD, b"\0" * 4), "little") and \
-                not select.select([pidfd], [], [], 0.0001)[0]:
-            pass
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-    os.set_blocking(watch, True)
+    p = select.poll()
+    p.register(watch, 0)  # no POLLIN: only POLLHUP (and POLLERR) wake us
+    p.poll()
     data = b""
-    while chunk := os.read(watch, 4096):  # until end-of-file: nobody holds the fifo for writing
+    while chunk := os.read(watch, 4096):  # all writers are gone: to end-of-file
         data += chunk
     if data:
         reason = "it exited" if data == protocol.FIFO_START else data.decode(errors="replace").strip()
