@@ -58,29 +58,61 @@ def _load_messages() -> None:
     """pyroute2's message classes for links, addresses and routes, without running the
     package's `__init__` (see the module's docstring). For the time of these imports the
     package is registered as what the import system makes before it runs an `__init__`: a
-    module with the package's path, so its submodules load as usual. Then it is unregistered
-    again: a later `import pyroute2` gets the whole package."""
+    module with the package's path, so its submodules load as usual; and `pyroute2.config`
+    as the three settings the message modules read (the real one imports multiprocessing and
+    platform for its socket classes: ~40% of the rest). Then both are unregistered again: a
+    later `import pyroute2` gets the whole package. Should a pyroute2 read more of its config,
+    the import is done again with the real one."""
     if _MESSAGES:
         return
     borrowed = "pyroute2" not in sys.modules
-    if borrowed:
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec("pyroute2")
-        if spec is None or not spec.submodule_search_locations:
-            raise PyrtError("bridge networking needs pyroute2 (pip install pyroute2)")
-        package = type(sys)("pyroute2")
-        package.__spec__, package.__path__ = spec, spec.submodule_search_locations
-        sys.modules["pyroute2"] = package
     try:
-        from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
-        from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
-        from pyroute2.netlink.rtnl.rtmsg import rtmsg
+        if borrowed:
+            try:
+                _borrow_package(light_config=True)
+                _import_messages()
+            except (ImportError, AttributeError):
+                _forget_package()
+                _borrow_package(light_config=False)
+                _import_messages()
+        else:
+            _import_messages()
     except ImportError as e:
         raise PyrtError(f"bridge networking: this pyroute2 lacks its rtnetlink messages ({e})") from None
     finally:
         if borrowed:
-            del sys.modules["pyroute2"]
+            sys.modules.pop("pyroute2", None)
+            if getattr(sys.modules.get("pyroute2.config"), "_pyrt_light", False):
+                del sys.modules["pyroute2.config"]
+
+
+def _borrow_package(light_config: bool) -> None:
+    from importlib.machinery import PathFinder
+
+    spec = PathFinder.find_spec("pyroute2")
+    if spec is None or not spec.submodule_search_locations:
+        raise PyrtError("bridge networking needs pyroute2 (pip install pyroute2)")
+    package = type(sys)("pyroute2")
+    package.__spec__, package.__path__ = spec, spec.submodule_search_locations
+    sys.modules["pyroute2"] = package
+    if light_config:
+        config = type(sys)("pyroute2.config")
+        config.AF_BRIDGE, config.data_plugins_pkgs, config.data_plugins_path = 7, [], []
+        config._pyrt_light = True
+        sys.modules["pyroute2.config"] = config
+
+
+def _forget_package() -> None:
+    """Unload what a failed borrowed import left, so that it can be done again."""
+    for name in [m for m in sys.modules if m == "pyroute2" or m.startswith("pyroute2.")]:
+        del sys.modules[name]
+
+
+def _import_messages() -> None:
+    from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
     _MESSAGES.update({RTM_NEWLINK: ifinfmsg, RTM_NEWADDR: ifaddrmsg, RTM_NEWROUTE: rtmsg})
 
 
