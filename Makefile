@@ -2,7 +2,8 @@
 #
 #   make demo    install everything, build the Go hello-world bundle, run it (the main job)
 #   make test    install everything, build the bundles, run the test suite
-#   make bench   pyrt beside runc: run, create+start+delete, state; network setup, HTTP ratios
+#   make bench   pyrt beside runc and crun (one table: the lifecycle, -p, peak RSS); network setup
+#                beside the CNI plugins, HTTP ratios
 #   make image-demo  the seed's path: podman build the Containerfile, then podman save | pyrt unpack |
 #                pyrt run -p 8080:8080, and podman --runtime pyrt run -p 8080:8080
 #
@@ -114,8 +115,8 @@ cgroup2-tests:
 	fi
 
 bench: install bundles
-	$(PY) bench/bench.py
-	$(PY) bench/network.py
+	$(PY) bench/bench.py --pyrt $(BIN)
+	$(PY) bench/network.py --pyrt $(BIN)
 
 # pyrt unpack beside umoci unpack on a ~100 MB image made from the host's files
 bench-unpack: install
