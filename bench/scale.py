@@ -41,32 +41,34 @@ def bundle(tmp: str) -> str:
 
 
 class Pyrt:
-    def __init__(self, path: str, root: str) -> None:
-        self.path, self.root = path, root
+    def __init__(self, path: str, root: str, tmp: str) -> None:
+        self.path, self.root, self.log = path, root, os.path.join(tmp, "log")
 
     def start(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen([self.path, "--root", self.root, *args], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        """stderr goes to a file, not a pipe: a created container keeps what it inherited open."""
+        with open(self.log, "ab") as log:
+            return subprocess.Popen([self.path, "--root", self.root, *args], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=log)
+
+    def check(self, proc: subprocess.Popen, args: list[str]) -> None:
+        if proc.wait():
+            with open(self.log) as f:
+                sys.exit(f"pyrt {' '.join(args)} failed: {f.read()[-500:]}")
 
     def timed(self, *args: str) -> float:
         """Wall ms of one command; fails loudly."""
         t0 = time.perf_counter()
-        proc = self.start(*args)
-        err = proc.communicate()[1]
-        if proc.returncode:
-            sys.exit(f"pyrt {' '.join(args)}: {err.decode()}")
+        self.check(self.start(*args), list(args))
         return (time.perf_counter() - t0) * 1000
 
     def parallel(self, argvs: list[list[str]]) -> list[float]:
-        """Start every command at once; each one's wall ms."""
+        """Start every command at once; each one's wall ms (from the start of all of them)."""
         t0 = time.perf_counter()
         procs = [self.start(*argv) for argv in argvs]
         walls = []
         for argv, proc in zip(argvs, procs, strict=True):
-            err = proc.communicate()[1]
+            self.check(proc, argv)
             walls.append((time.perf_counter() - t0) * 1000)
-            if proc.returncode:
-                sys.exit(f"pyrt {' '.join(argv)}: {err.decode()}")
         return walls
 
     def delete_all(self, ids: list[str], batch: int = 20) -> None:
@@ -82,7 +84,7 @@ def main() -> None:
     ap.add_argument("--pyrt", default=shutil.which("pyrt") or "/usr/local/bin/pyrt")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="pyrt-scale-")
-    pyrt = Pyrt(args.pyrt, os.path.join(tmp, "root"))
+    pyrt = Pyrt(args.pyrt, os.path.join(tmp, "root"), tmp)
     path = bundle(tmp)
     made: list[str] = []
     med = statistics.median
