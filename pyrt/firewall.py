@@ -73,20 +73,6 @@ def publish(bridge: str, address: str, ports: list[Port], owner: str, new_bridge
     """DNAT each port to `address`. The ruleset goes along for a new bridge, or when the table
     is missing: parsing it costs `nft` ~15 ms, the ports alone ~4 ms. `lock` is the network
     lock's fd (see _nft)."""
-    elements = _elements(address, ports, owner)
-    if not new_bridge:
-        ok, out = _nft(["-f", "-"], elements, lock=lock)
-        if ok:
-            return
-        if "No such file or directory" not in out:
-            _fail(out, ports)
-    ok, out = _nft(["-f", "-"], "".join([RULESET, f'add element {TABLE} bridges {{ "{bridge}" }}\n', elements]),
-                   lock=lock)
-    if not ok:
-        _fail(out, ports)
-
-
-def _elements(address: str, ports: list[Port], owner: str) -> str:
     comment = f'comment "{owner[:120]}"'
     elements = []
     for p in ports:
@@ -96,28 +82,16 @@ def _elements(address: str, ports: list[Port], owner: str) -> str:
             elements.append(f"add element {TABLE} ipports {{ {p.host_ip} . {key} : {target} }}\n")
         else:
             elements.append(f"add element {TABLE} ports {{ {key} : {target} }}\n")
-    return "".join(elements)
-
-
-class Pending:
-    """`publish` to a bridge whose rules are in place, begun: nft runs while the caller goes on
-    (network.py makes the veth pair meanwhile). nft holds the network lock (its fd 3, see _nft)
-    until its transaction is done, so the caller may close its own copy of the lock at once."""
-
-    def __init__(self, address: str, ports: list[Port], owner: str, lock: int) -> None:
-        self.ports = ports
-        self.started = _nft_start(["-f", "-"], _elements(address, ports, owner), lock=lock)
-
-    def wait(self) -> tuple[bool, str]:
-        return _nft_wait(*self.started)
-
-    def end(self) -> bool:
-        """Wait for nft: True if the ports are published; False if the table was gone (then
-        `publish` them again, with the ruleset); a port another container took raises."""
-        ok, out = self.wait()
-        if not ok and "No such file or directory" not in out:
-            _fail(out, self.ports)
-        return ok
+    if not new_bridge:
+        ok, out = _nft(["-f", "-"], "".join(elements), lock=lock)
+        if ok:
+            return
+        if "No such file or directory" not in out:
+            _fail(out, ports)
+    ok, out = _nft(["-f", "-"], "".join([RULESET, f'add element {TABLE} bridges {{ "{bridge}" }}\n', *elements]),
+                   lock=lock)
+    if not ok:
+        _fail(out, ports)
 
 
 def _fail(out: str, ports: list[Port]) -> None:
@@ -166,11 +140,6 @@ def _nft(args: list[str], stdin: str = "", errors: bool = True, lock: int = -1) 
     output that must parse (a warning must not end up inside JSON). nft gets the network lock
     (`lock`, an flock'ed fd) as its fd 3: should pyrt be killed meanwhile, the lock is held
     until nft's transaction is done, so a `delete --force` cannot look before it lands."""
-    return _nft_wait(*_nft_start(args, stdin, errors, lock))
-
-
-def _nft_start(args: list[str], stdin: str = "", errors: bool = True, lock: int = -1) -> tuple[int, int]:
-    """Start nft (see _nft): its pid and the read end of its output."""
     nft = next((p for p in ("/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft") if os.access(p, os.X_OK)), None)
     if nft is None:
         raise PyrtError("bridge networking needs the nft command (Debian: apt install nftables)")
@@ -182,10 +151,6 @@ def _nft_start(args: list[str], stdin: str = "", errors: bool = True, lock: int 
         if lock >= 0:
             actions.append((os.POSIX_SPAWN_DUP2, lock, 3))
         pid = os.posix_spawn(nft, [nft, *args], {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}, file_actions=actions)
-    except BaseException:
-        os.close(in_w)
-        os.close(out_r)
-        raise
     finally:
         os.close(in_r)
         os.close(out_w)
@@ -195,11 +160,6 @@ def _nft_start(args: list[str], stdin: str = "", errors: bool = True, lock: int 
         os.write(in_w, stdin.encode())  # small: a container's ports fit in the pipe
     finally:
         os.close(in_w)
-    return pid, out_r
-
-
-def _nft_wait(pid: int, out_r: int) -> tuple[bool, str]:
-    """Read nft's output to its end and reap it: (exit status 0, the output)."""
     chunks = []
     try:
         while chunk := os.read(out_r, 65536):

@@ -2,8 +2,7 @@
 
     create  host ports free?  lock: an address (ipam.py), the bridge on first use (bridge.py),
             the ports' DNAT (firewall.py), forwarding on  unlock: the veth pair, eth0 in the
-            init's namespace (meanwhile nft, holding the lock, publishes the ports of a
-            bridge that is up)
+            init's namespace
     delete  lock: the ports, the veth (if the namespace did not take it along), the bridge and
             its rules once its last container is gone, and last the address (so a crash half
             way leaves the record `delete --force` needs to finish the job)
@@ -65,10 +64,7 @@ def setup(root: str, container_id: str, netns: int, req: Request) -> dict[str, s
 
 def _connect(root: str, container_id: str, netns: int, req: Request, links: Links) -> tuple[str, int]:
     """Under the lock: address, bridge, ports; then (no lock needed) the veth pair and eth0.
-    Each side effect is written in the record before it is made. The usual case, ports for a
-    bridge that is up, has nft publish them while the veth pair is made: nft holds the lock
-    until its transaction is done (firewall.Pending)."""
-    pending = None
+    Each side effect is written in the record before it is made."""
     fd = _lock()
     try:
         pool = ipam.Pool.open(req.bridge, req.subnet)
@@ -85,29 +81,15 @@ def _connect(root: str, container_id: str, netns: int, req: Request, links: Link
         if req.ports or not pool.link["ready"]:
             from pyrt import firewall
 
-            if pool.link["ready"]:
-                pending = firewall.Pending(address, req.ports, container_id, fd)
-            else:  # a new bridge: its rules and the ports in one transaction
-                firewall.publish(req.bridge, address, req.ports, container_id, True, fd)
-                pool.link["ready"] = True
-                pool.save()
+            firewall.publish(req.bridge, address, req.ports, container_id, not pool.link["ready"], fd)
+        if not pool.link["ready"]:
+            pool.link["ready"] = True
+            pool.save()
         _forwarding_on()
     finally:
         os.close(fd)
     veth = pool.addresses[address]["veth"]
-    try:
-        links.attach(netns, veth_name(address), veth, master, address, gateway, prefixlen,
-                     f"pyrt {root} {container_id}")
-    except BaseException:
-        if pending:
-            pending.wait()  # whatever it did, `release` undoes along with the rest
-        raise
-    if pending and not pending.end():  # the table was gone (flushed by hand?): again, with the ruleset
-        fd = _lock()
-        try:
-            firewall.publish(req.bridge, address, req.ports, container_id, True, fd)
-        finally:
-            os.close(fd)
+    links.attach(netns, veth_name(address), veth, master, address, gateway, prefixlen, f"pyrt {root} {container_id}")
     return address, prefixlen
 
 
