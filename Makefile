@@ -23,7 +23,7 @@ BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install dev native bundles demo image-demo test test-cgroup2 cgroup2-tests bench bench-unpack lint \
+.PHONY: all deps install dev native bundles demo image-demo test test-cgroup2 cgroup2-tests bench bench-scale bench-unpack lint \
 	clean
 
 all: install bundles
@@ -120,6 +120,10 @@ cgroup2-tests:
 bench: install bundles
 	$(PY) bench/bench.py --pyrt $(BIN)
 	$(PY) bench/network.py --pyrt $(BIN)
+
+# many containers: 100 parallel creates, list/state with 1,000, 1,000 create/delete cycles
+bench-scale: install bundles
+	$(PY) bench/scale.py --pyrt $(BIN)
 
 # pyrt unpack beside umoci unpack on a ~100 MB image made from the host's files
 bench-unpack: install
