@@ -142,7 +142,7 @@ def check_free(ports: list[Port]) -> None:
 
 def _gone(veth: str, ifindex: int, timeout: float = 0.1) -> None:
     """The kernel deletes a veth with its namespace, asynchronously (10-25 ms here once the
-    last process has exited): waiting for that beats importing pyroute2 (~120 ms) to do it."""
+    last process has exited): waiting for that beats importing pyroute2's messages to do it."""
     deadline = time.monotonic() + timeout
     while bridge.index(veth) == ifindex and time.monotonic() < deadline:
         time.sleep(0.002)
