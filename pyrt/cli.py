@@ -534,19 +534,16 @@ def cmd_features(g: Globals, opts: dict, args: list[str]) -> int:
 
 def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
     """Print what `create` would do, step by step, without doing it."""
-    from pyrt import cgroups, namespaces, plan, planner
+    from pyrt import host, namespaces, planner, steps
 
     spec = _load_spec(args[0] if args else ".")
     namespaces.check(spec)
-    cgroup = cgroups.Cgroup.for_spec(spec.cgroups_path, opts["id"], g.root)
     profile = None
     if spec.seccomp is not None:
         from pyrt import seccomp
 
         profile = seccomp.parse(spec.seccomp)
-    fds = planner.Fds(fifo=3, joined={k: 4 + i for i, k in enumerate(k for k, p in spec.namespaces.items() if p)},
-                      console=9, seccomp=10 if profile else -1)
-    steps = planner.for_create(spec, fds, planner.Options(opts["id"], seccomp_flags=profile.flags if profile else 0),
-                               cgroup)
-    sys.stdout.write(plan.render(steps) + "\n")
+    plan_opts = planner.Options(opts["id"], seccomp=profile.flags if profile else None, console=True, root=g.root)
+    plan = planner.for_create(spec, host.probe(), plan_opts)
+    sys.stdout.write(steps.render(plan.child) + "\n")
     return 0

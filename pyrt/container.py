@@ -32,18 +32,20 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
     journal.py): on any failure, as after a kill, undoing the journal leaves nothing behind.
     `console_fd` is a console socket `run` made itself; otherwise --console-socket is
     connected here."""
-    from pyrt import cgroups, hooks, journal, namespaces, netspec, planner
+    from pyrt import cgroups, hooks, journal, namespaces, netspec, planner, protocol
     from pyrt import exec as exec_
+    from pyrt.host import probe
     from pyrt.spawn import Init, above
 
     namespaces.check(spec)
     if opts.console_socket and not (spec.process and spec.process.terminal):
         raise PyrtError("--console-socket: process.terminal is false, there is no terminal to send (as runc)")
     net = netspec.from_spec(spec)  # pyrt's own networking: None unless the container asks for it
+    host = probe()
     c = Container.new(root, container_id)
     floor = 3 + opts.preserve_fds
     init = None
-    opened: list[int] = []
+    fds: dict[str, int] = {}  # the plan's fd slots, opened here
     try:
         bpf = None  # (program fd, seccomp flags): pyrt.seccomp and libseccomp load only for a profile
         if spec.seccomp is not None:
@@ -51,46 +53,43 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
 
             bpf = seccomp.setup(spec.seccomp, c.dir_fd, floor)
             if bpf:
-                opened.append(bpf[0])
+                fds["seccomp"] = bpf[0]
         own_pidns = "pid" in spec.namespaces and spec.namespaces["pid"] is None
-        cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns)
+        cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns, host)
         cg.create(spec.resources, spec.devices, c.dir_fd)
         try:
             os.mkfifo(c.fifo, 0o600)
-            fifo = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
+            fds["fifo"] = above(os.open(c.fifo, os.O_RDWR | os.O_CLOEXEC), floor)
         except OSError as e:
             raise PyrtError(f"create {c.fifo}: {os.strerror(e.errno).lower()}") from None
-        opened.append(fifo)
-        joined = {k: above(fd, floor) for k, fd in namespaces.open_joined(spec).items()}
-        opened += joined.values()
+        fds.update((slot, above(fd, floor)) for slot, fd in namespaces.open_joined(spec).items())
         terminal = spec.process is not None and spec.process.terminal
         if terminal and console_fd < 0 and opts.console_socket:
-            console_fd = above(_connect(opts.console_socket), floor)
-            opened.append(console_fd)
-        v1_tasks = [above(fd, floor) for fd in cg.open_v1_tasks()]  # pyrt-init joins them itself
-        opened += v1_tasks
-        fds = planner.Fds(fifo, joined, console_fd if terminal else -1, bpf[0] if bpf else -1, v1_tasks)
+            fds["console"] = above(_connect(opts.console_socket), floor)
+        elif terminal and console_fd >= 0:
+            fds["console"] = console_fd  # `run`'s own, closed by `run`
+        fds.update((slot, above(fd, floor)) for slot, fd in cg.open_v1_tasks().items())  # pyrt-init joins them
         plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
-                                    trace=log.debugging(), seccomp_flags=bpf[1] if bpf else 0)
-        steps = planner.for_create(spec, fds, plan_opts, cg)
+                                    trace=log.debugging(), seccomp=bpf[1] if bpf else None,
+                                    console="console" in fds, root=root)
+        plan = planner.for_create(spec, host, plan_opts)
         cgroup_fd = cg.open_dir()
-        opened.append(cgroup_fd)
-        keep = [fd for fd in (fifo, *joined.values(), fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
-        init = Init.spawn(steps, namespaces.clone_flags(spec), cgroup_fd, keep, floor, cg.dir)
+        try:
+            init = Init.spawn(plan, fds, namespaces.clone_flags(spec), cgroup_fd, floor, cg.dir)
+        finally:
+            os.close(cgroup_fd)
         # journaled before "go": killed before this line, the init reads end-of-file and exits
         journal.record(c.dir_fd, "process", pid=init.pid, start=state.proc_start_time(init.pid))
         if net:  # the new network namespace exists since clone3: held, even if pyrt-init fails
             netns = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-        for fd in opened:
-            os.close(fd)
-        opened = []
+        _close_ours(fds, console_fd)
         init.go()
         if net:  # set up while pyrt-init works on its plan
             from pyrt import network
 
             spec.annotations.update(network.setup(root, container_id, netns, net))
         hooks.at_sync(spec, container_id, init)
-        init.wait(b"ready")
+        init.wait(protocol.READY)
         c.record = {
             "ociVersion": spec.oci_version, "id": container_id, "pid": init.pid, "bundle": spec.bundle,
             "rootfs": spec.root, "created": log.rfc3339(nanos=True), "owner": "",
@@ -105,8 +104,7 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             _write_pid_file(opts.pid_file, init.pid, c.dir_fd)
         return init
     except BaseException:
-        for fd in opened:
-            os.close(fd)
+        _close_ours(fds, console_fd)
         if init is not None:
             init.kill()
         if net:
@@ -126,6 +124,14 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         raise
     finally:
         c.close()
+
+
+def _close_ours(fds: dict[str, int], keep: int) -> None:
+    """Close the fds create opened for the plan (not `keep`, `run`'s console socket); empty `fds`."""
+    for fd in fds.values():
+        if fd != keep:
+            os.close(fd)
+    fds.clear()
 
 
 def _connect(path: str) -> int:
@@ -158,7 +164,7 @@ def _write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 
 def start(root: str, container_id: str, init=None) -> None:
     """Let the init go on to execve; `run` passes its Init (it still holds the sync socket)."""
-    from pyrt import hooks
+    from pyrt import hooks, protocol
 
     c = Container.load(root, container_id)
     try:
@@ -173,7 +179,7 @@ def start(root: str, container_id: str, init=None) -> None:
             raise PyrtError("cannot start a container that has stopped") from None  # init gone
         watch = hooks.watch_start(c)  # opened before the byte goes in (see hooks.after_start)
         try:
-            os.write(fd, b"0")
+            os.write(fd, protocol.FIFO_START)
         except OSError:  # EPIPE: the init went between the open and the write
             raise PyrtError("cannot start a container that has stopped") from None
         finally:

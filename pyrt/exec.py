@@ -195,56 +195,53 @@ def _spawn(c, proc: Process, opts: dict, console_fd: int):
     exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
     from pyrt import log, planner
     from pyrt.cgroups import Cgroup
+    from pyrt.host import HostLayout
     from pyrt.spawn import Init, above
 
     record, floor = c.record, 3 + opts["preserve-fds"]
-    opened: list[int] = []
+    opened: dict[str, int] = {}  # the plan's fd slots (and the cgroup's directory), opened here
     init = None
     try:
         try:
-            pidfd = above(os.pidfd_open(record["pid"]), floor)
+            opened["pidfd"] = above(os.pidfd_open(record["pid"]), floor)
         except ProcessLookupError:
             raise PyrtError("cannot exec in a stopped container") from None
-        opened.append(pidfd)
         if not c.init_alive():  # the pid was recycled since status()
             raise PyrtError("cannot exec in a stopped container")
         if opts["console-socket"]:
             from pyrt.container import _connect
 
-            console_fd = above(_connect(opts["console-socket"]), floor)
-            opened.append(console_fd)
+            opened["console"] = above(_connect(opts["console-socket"]), floor)
         seccomp = None
         if "seccomp_flags" in record:
             from pyrt import seccomp as seccomp_mod
 
             seccomp = seccomp_mod.for_exec(c.dir_fd, record)
             if seccomp:
-                seccomp = (above(seccomp[0], floor), seccomp[1])
-                opened.append(seccomp[0])
+                opened["seccomp"] = above(seccomp[0], floor)
         cg = Cgroup.from_state(record["cgroup"])
         try:
             cgroup_fd = cg.open_dir()
         except FileNotFoundError:
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)") from None
-        opened.append(cgroup_fd)
-        v1_tasks = [above(fd, floor) for fd in cg.open_v1_tasks()]  # pyrt-init joins them itself
-        opened += v1_tasks
+        opened["cgroup"] = cgroup_fd  # not a slot of the plan: pyrt-init does not get it
+        opened.update((slot, above(fd, floor)) for slot, fd in cg.open_v1_tasks().items())  # pyrt-init joins them
+        fds = dict(opened, console=console_fd) if console_fd >= 0 and proc.terminal else opened
         saved = record["exec"]
-        fds = planner.Fds(-1, console=console_fd if proc.terminal else -1, seccomp=seccomp[0] if seccomp else -1,
-                          v1_tasks=v1_tasks)
         plan_opts = planner.Options(c.id, opts["preserve-fds"], no_new_keyring=saved["noNewKeyring"],
-                                    trace=log.debugging(), seccomp_flags=seccomp[1] if seccomp else 0)
-        steps = planner.for_exec(proc, pidfd, saved["namespaces"], fds, plan_opts, saved.get("personality"))
-        keep = [fd for fd in (pidfd, fds.console, fds.seccomp, *v1_tasks) if fd >= 0]
-        init = Init.spawn(steps, 0, cgroup_fd, keep, floor, cg.dir)
-        for fd in opened:
+                                    trace=log.debugging(), seccomp=seccomp[1] if seccomp else None,
+                                    console="console" in fds)
+        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), saved["namespaces"], plan_opts,
+                                saved.get("personality"))
+        init = Init.spawn(plan, fds, 0, cgroup_fd, floor, cg.dir)
+        for fd in opened.values():
             os.close(fd)
-        opened = []
+        opened = {}
         init.go()
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
         return init
     except BaseException:
-        for fd in opened:
+        for fd in opened.values():
             os.close(fd)
         if init is not None:
             init.kill()

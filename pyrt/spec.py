@@ -323,9 +323,9 @@ def _process(p: _Reader) -> Process:
             proc.capabilities[kind] = names
     for rl in p.items("rlimits"):
         kind = rl.get("type", str, required=True)
-        from pyrt import process
+        from pyrt.kernel import RLIMITS
 
-        if kind not in process.RLIMITS:
+        if kind not in RLIMITS:
             rl.fail(f'unknown rlimit "{kind}"', "type")
         proc.rlimits.append((kind, rl.uint("soft", bits=64), rl.uint("hard", bits=64)))
     proc.no_new_privileges = p.get("noNewPrivileges", bool, False)

@@ -284,9 +284,9 @@ def test_any_json_anywhere_is_a_config_error_or_a_spec(bundle_dir, place, value,
     except PyrtError as e:
         assert str(e).startswith("config.json: ") and "\n" not in str(e)
         return
-    from pyrt import cgroups, planner
+    from pyrt import host, planner
 
     try:
-        planner.for_create(s, planner.Fds(3), planner.Options("prop"), cgroups.Cgroup.for_spec(None, "prop"))
+        planner.for_create(s, host.HostLayout(), planner.Options("prop", console=True))
     except PyrtError as e:
         assert "\n" not in str(e)
