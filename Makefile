@@ -2,7 +2,8 @@
 #
 #   make demo    install everything, build the Go hello-world bundle, run it (the main job)
 #   make test    install everything, build the bundles, run the test suite
-#   make bench   pyrt beside runc: run, create+start+delete, state; network setup, HTTP ratios
+#   make bench   pyrt beside runc and crun (one table: the lifecycle, -p, peak RSS); network setup
+#                beside the CNI plugins, HTTP ratios
 #   make image-demo  the seed's path: podman build the Containerfile, then podman save | pyrt unpack |
 #                pyrt run -p 8080:8080, and podman --runtime pyrt run -p 8080:8080
 #
@@ -22,8 +23,8 @@ BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install dev native bundles demo image-demo test test-native test-cgroup2 cgroup2-tests bench bench-unpack \
-	lint clean
+.PHONY: all deps install dev native bundles demo image-demo test test-native test-cgroup2 cgroup2-tests bench bench-scale \
+	bench-unpack lint clean
 
 all: install bundles
 
@@ -125,8 +126,12 @@ cgroup2-tests:
 	fi
 
 bench: install bundles
-	$(PY) bench/bench.py
-	$(PY) bench/network.py
+	$(PY) bench/bench.py --pyrt $(BIN)
+	$(PY) bench/network.py --pyrt $(BIN)
+
+# many containers: 100 parallel creates, list/state with 1,000, 1,000 create/delete cycles
+bench-scale: install bundles
+	$(PY) bench/scale.py --pyrt $(BIN)
 
 # pyrt unpack beside umoci unpack on a ~100 MB image made from the host's files
 bench-unpack: install

@@ -4,13 +4,19 @@
    bridge` vs `-p` creates, interleaved, with the bridge already up (the first container of a
    bridge also makes the bridge and the nft table: timed apart), and the setup's own cost as
    `create --debug` logs it (netlink + nft, apart from importing pyroute2).
-2. HTTP requests per second to the hello-world server, one Go client (bench/httpload), through
+2. The same work done by the standard CNI plugins, run by hand as a CNI runtime would:
+   `bridge` (with `host-local` for the address) and then `portmap`, ADD and DEL, for one
+   container namespace with one published port (Debian's containernetworking-plugins, in
+   /usr/lib/cni). They run in a private network namespace of their own (`unshare --net`), so
+   their bridge, iptables rules and address book vanish with it; beside them pyrt's setup as
+   `create --debug` logs it (import + netlink + nft) and what `-p` adds to a `create`.
+3. HTTP requests per second to the hello-world server, one Go client (bench/httpload), through
    the published port (127.0.0.1:HOST_PORT) vs straight to the container's address vs the same
    binary on the host; kept-alive connections and a new connection per request; ratios.
 
 Traffic stays on this machine: loopback and the bench's own bridge subnet.
 
-    python bench/network.py [--rounds N] [--seconds S] [--conns C] [--pyrt PATH]
+    python bench/network.py [--rounds N] [--seconds S] [--conns C] [--pyrt PATH] [--cni DIR]
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX = os.path.join(REPO, "bundles", "busybox", "rootfs")
 HELLO = os.path.join(REPO, "bundles", "hello-world")
 NET = {"org.pyrt.network.bridge": "pyrtbench0", "org.pyrt.network.subnet": "10.213.250.0/24"}
+CNI = "/usr/lib/cni"
 SETUP = re.compile(r"network: .*: ([0-9.]+) ms \(\+ ([0-9.]+) ms to import pyroute2\)")
 
 
@@ -80,7 +87,7 @@ def timed(argv: list[str], log: str) -> tuple[float, str]:
     return ms, text
 
 
-def setup_cost(pyrt: list[str], tmp: str, rounds: int) -> None:
+def setup_cost(pyrt: list[str], tmp: str, rounds: int) -> dict[str, float]:
     path = bundle(tmp, "busybox", busybox_config())
     log = os.path.join(tmp, "create.log")
     first, text = timed([*pyrt, "--debug", "create", "-b", path, "-p", f"{free_port()}:80", "anchor"], log)
@@ -111,6 +118,65 @@ def setup_cost(pyrt: list[str], tmp: str, rounds: int) -> None:
           f"{med(deletes['bridge -p']):6.1f}")
     print(f"  first container of a bridge (makes bridge + nft table): setup {first_setup.group(1)} ms, "
           f"create {first:.1f} ms")
+    return {"setup": med(setup["bridge -p"]), "import": med(imports),
+            "added": med(kinds["bridge -p"]) - med(kinds["plain"])}
+
+
+def cni_plugin(plugin: str, command: str, netns: str, conf: dict, tmp: str) -> tuple[float, dict]:
+    """One CNI plugin call, as a runtime makes it: the config on stdin, the rest in CNI_* variables."""
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command, "CNI_CONTAINERID": "pyrtbench",
+           "CNI_NETNS": netns, "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(plugin)}
+    t0 = time.perf_counter()
+    done = subprocess.run([plugin], input=json.dumps(conf), capture_output=True, text=True, env=env, cwd=tmp)
+    ms = (time.perf_counter() - t0) * 1000
+    if done.returncode:
+        sys.exit(f"CNI {os.path.basename(plugin)} {command} failed: {done.stdout} {done.stderr}")
+    return ms, json.loads(done.stdout) if done.stdout.strip() else {}
+
+
+def cni_rounds(cni: str, rounds: int, tmp: str) -> None:
+    """Inside a private network namespace (see main): `rounds` ADD/DEL of bridge+host-local and
+    portmap on a fresh container namespace each; prints the samples as JSON."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    net = {"cniVersion": "1.0.0", "name": "pyrtbench"}
+    bridge = {**net, "type": "bridge", "bridge": "pyrtcni0", "isGateway": True, "ipMasq": True,
+              "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.213.251.0/24"}]],
+                       "routes": [{"dst": "0.0.0.0/0"}], "dataDir": os.path.join(tmp, "ipam")}}
+    samples: dict[str, list[float]] = {"bridge ADD": [], "portmap ADD": [], "portmap DEL": [], "bridge DEL": []}
+    for i in range(rounds + 1):  # the first makes the bridge and the iptables chains: not counted
+        holder = subprocess.Popen(["unshare", "--net", "sleep", "1000"])
+        try:
+            netns = f"/proc/{holder.pid}/ns/net"
+            while os.readlink(netns) == os.readlink("/proc/self/ns/net"):
+                time.sleep(0.001)
+            ms = {}
+            ms["bridge ADD"], result = cni_plugin(os.path.join(cni, "bridge"), "ADD", netns, bridge, tmp)
+            portmap = {**net, "type": "portmap", "capabilities": {"portMappings": True}, "prevResult": result,
+                       "runtimeConfig": {"portMappings": [{"hostPort": 20000 + i, "containerPort": 80,
+                                                           "protocol": "tcp"}]}}
+            ms["portmap ADD"] = cni_plugin(os.path.join(cni, "portmap"), "ADD", netns, portmap, tmp)[0]
+            ms["portmap DEL"] = cni_plugin(os.path.join(cni, "portmap"), "DEL", netns, portmap, tmp)[0]
+            ms["bridge DEL"] = cni_plugin(os.path.join(cni, "bridge"), "DEL", netns, bridge, tmp)[0]
+        finally:
+            holder.kill()
+            holder.wait()
+        if i:
+            for k, v in ms.items():
+                samples[k].append(v)
+    print(json.dumps(samples))
+
+
+def cni_beside(cni: str, pyrt_setup: dict, rounds: int, tmp: str) -> None:
+    out = subprocess.run(["unshare", "--net", sys.executable, os.path.abspath(__file__), "--cni-rounds", cni,
+                          str(rounds), tmp], capture_output=True, text=True, check=True).stdout
+    m = {k: statistics.median(v) for k, v in json.loads(out).items()}
+    add = m["bridge ADD"] + m["portmap ADD"]
+    ours = pyrt_setup["setup"] + pyrt_setup["import"]
+    print(f"\nnetwork setup of one container with one published port, medians of {rounds} (ms)")
+    print(f"  CNI plugins (bridge + host-local, portmap): ADD {m['bridge ADD']:.1f} + {m['portmap ADD']:.1f} "
+          f"= {add:.1f}; DEL {m['portmap DEL']:.1f} + {m['bridge DEL']:.1f}")
+    print(f"  pyrt (create --debug): {pyrt_setup['setup']:.1f} + {pyrt_setup['import']:.1f} to import = {ours:.1f} "
+          f"({ours / add:.2f} x the plugins); `-p` adds {pyrt_setup['added']:.1f} to a create")
 
 
 def wait_http(host: str, port: int) -> None:
@@ -178,17 +244,24 @@ def http_ratios(pyrt: list[str], tmp: str, rounds: int, seconds: float, conns: i
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--cni-rounds"]:
+        return cni_rounds(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=20, help="creates of each kind (HTTP: runs of each target)")
     ap.add_argument("--seconds", type=float, default=3, help="length of one HTTP run")
     ap.add_argument("--conns", type=int, default=8, help="concurrent HTTP connections")
     ap.add_argument("--pyrt", default=shutil.which("pyrt") or "/usr/local/bin/pyrt")
+    ap.add_argument("--cni", default=CNI, help="the CNI plugins' directory (skipped if it has no bridge)")
+    ap.add_argument("--no-http", action="store_true", help="only the setup costs")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="pyrt-netbench-")
     pyrt = [args.pyrt, "--root", os.path.join(tmp, "root")]
     try:
-        setup_cost(pyrt, tmp, args.rounds)
-        http_ratios(pyrt, tmp, max(3, args.rounds // 4), args.seconds, args.conns)
+        ours = setup_cost(pyrt, tmp, args.rounds)
+        if os.access(os.path.join(args.cni, "bridge"), os.X_OK):
+            cni_beside(args.cni, ours, args.rounds, tmp)
+        if not args.no_http:
+            http_ratios(pyrt, tmp, max(3, args.rounds // 4), args.seconds, args.conns)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

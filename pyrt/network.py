@@ -44,17 +44,15 @@ def setup(root: str, container_id: str, netns: int, req: Request) -> dict[str, s
     try:
         check_free(req.ports)
         t0 = time.perf_counter()
-        links = Links()  # imports pyroute2
+        links = Links()  # imports pyroute2's messages
         t1 = time.perf_counter()
-        from pyroute2.netlink.exceptions import NetlinkError
-
         try:
             for p in req.ports:
                 if p.host_ip and not links.is_local(p.host_ip):
                     raise PyrtError(f"publish {p}: {p.host_ip} is not an address of this host")
             address, prefixlen = _connect(os.path.abspath(root), container_id, netns, req, links)
-        except NetlinkError as e:
-            raise PyrtError(f"bridge {req.bridge}: netlink: {os.strerror(e.code).lower()}") from None
+        except bridge.NetlinkError as e:
+            raise PyrtError(f"bridge {req.bridge}: netlink: {os.strerror(e.errno).lower()}") from None
         finally:
             links.close()
     finally:
@@ -144,7 +142,7 @@ def check_free(ports: list[Port]) -> None:
 
 def _gone(veth: str, ifindex: int, timeout: float = 0.1) -> None:
     """The kernel deletes a veth with its namespace, asynchronously (10-25 ms here once the
-    last process has exited): waiting for that beats importing pyroute2 (~120 ms) to do it."""
+    last process has exited): waiting for that beats importing pyroute2's messages to do it."""
     deadline = time.monotonic() + timeout
     while bridge.index(veth) == ifindex and time.monotonic() < deadline:
         time.sleep(0.002)

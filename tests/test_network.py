@@ -151,6 +151,26 @@ def test_published_port_from_host_loopback_bridge_address_and_gateway(rt, bundle
 
 
 @pytest.mark.pyrt_only
+def test_ports_published_again_after_the_table_was_flushed(rt, bundle):
+    """The host's firewall was reloaded (`nft flush ruleset`, or pyrt's table deleted) while a
+    bridge is up: the next container's ports find no table, and pyrt makes it again with them
+    (the guard and forward rules included) rather than failing the create."""
+    net = Net()
+    first = rt.create(net.into(bundle), None, "--network", "bridge")
+    subprocess.run(["nft", "delete", "table", "ip", "pyrt"], check=True)
+    cid = rt.new_id()
+    port = free_port()
+    web_server(bundle, f"hello-{cid}")
+    rt.create(bundle, cid, "-p", f"{port}:8080")
+    rt.ok("start", cid)
+    assert http_get("127.0.0.1", port) == f"hello-{cid}\n"
+    assert net.bridge in nft_table()["bridges"]
+    rt.ok("delete", "--force", cid)
+    rt.ok("delete", "--force", first)
+    assert net.gone() == []
+
+
+@pytest.mark.pyrt_only
 def test_annotations_in_config_json_work_alone(rt, bundle):
     net = Net()
     port = free_port()
