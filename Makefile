@@ -18,7 +18,7 @@ SYSPY    ?= /usr/bin/python3
 GO       ?= go
 PKGS     := build-essential python3-venv python3-dev libcap-dev libseccomp-dev busybox-static \
             golang-go curl runc iproute2 iptables nftables qemu-system-x86 golang-github-opencontainers-specs-dev \
-            podman containerd uidmap umoci containernetworking-plugins catatonit strace
+            podman containerd uidmap umoci containernetworking-plugins catatonit strace jq libcap2-bin
 BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
