@@ -34,12 +34,9 @@ class Options:
 
 
 def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step]:
+    """The steps of a container's init, for a spec the gate passed (config.py)."""
     proc = spec.process
-    if proc is None:
-        raise PyrtError("config.json: process: is required to create a container")
     new = {k for k, path in spec.namespaces.items() if path is None}
-    if "mount" not in new:
-        raise PyrtError("config.json: linux.namespaces: pyrt needs a new mount namespace")
     steps = [Step("trace")] if opts.trace else []
 
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
@@ -55,16 +52,14 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
     # 2. the root filesystem, built while the host's paths are still visible
     steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
-    for i, m in enumerate(spec.mounts):
+    for m in spec.mounts:
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
+            steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces,
                                          m.type)
         else:
-            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
-        if fds.console < 0:
-            raise PyrtError("process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)")
         steps.append(Step("console", fds.console, *proc.console_size))
     if proc.cwd != "/":
         steps.append(Step("mkdir", proc.cwd))
@@ -72,7 +67,6 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("lo-up"))
     steps += hooks.create_steps(spec.hooks)  # prestart, createRuntime (parent), createContainer
     for key, value in spec.sysctl.items():  # before /proc/sys becomes read-only
-        check_sysctl(key, new)
         steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
     steps += [Step("readonly", p) for p in spec.readonly_paths]
     steps += [Step("mask", p) for p in spec.masked_paths]
@@ -111,28 +105,9 @@ def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
     the mount holding the rootfs private (slave if a slave root was asked for), so the root bind
     stays in this namespace and pivot_root, which refuses a shared parent, accepts it."""
     asked = mounts.PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
-    if opts.no_pivot and asked & mounts.MS_PRIVATE:
-        raise PyrtError(f'config.json: linux.rootfsPropagation: "{spec.rootfs_propagation}" is not safe without '
-                        "pivot_root (--no-pivot)")
     holder = mounts.MS_SLAVE if asked & mounts.MS_SLAVE else mounts.MS_PRIVATE
     return [Step("propagation", "/", asked or mounts.MS_SLAVE | mounts.MS_REC),
             Step("propagation", spec.root, holder)]
-
-
-IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
-
-
-def check_sysctl(key: str, new: set[str]) -> None:
-    """Only sysctls of a namespace the container owns: anything else would change the host."""
-    if key.startswith("net.") and "network" in new:
-        return
-    if (key in IPC_SYSCTLS or key.startswith("fs.mqueue.")) and "ipc" in new:
-        return
-    if key in ("kernel.hostname", "kernel.domainname") and "uts" in new:
-        return
-    raise PyrtError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
-                    "(it would change the host)")
 
 
 def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Options,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pyrt import capabilities
-from pyrt.errors import PyrtError
 from pyrt.plan import Step
 from pyrt.spec import Process
 
@@ -26,9 +25,7 @@ def env_value(env: list[str], key: str) -> str | None:
 
 def rlimit_steps(proc: Process) -> list[Step]:
     steps = []
-    for kind, soft, hard in proc.rlimits:
-        if soft > hard:
-            raise PyrtError(f"config.json: process.rlimits: {kind}: soft limit {soft} is above the hard limit {hard}")
+    for kind, soft, hard in proc.rlimits:  # soft <= hard: checked at the gate
         steps.append(Step("rlimit", RLIMITS[kind], soft, hard))
     return steps
 
