@@ -22,8 +22,8 @@ BUSYBOX  := /bin/busybox
 HELLO    := bundles/hello-world/rootfs/hello
 BUSYBOX_BUNDLE := bundles/busybox/rootfs/bin/busybox
 
-.PHONY: all deps install dev native bundles demo image-demo test test-cgroup2 cgroup2-tests bench bench-unpack lint \
-	clean
+.PHONY: all deps install dev native bundles demo image-demo test test-native test-cgroup2 cgroup2-tests bench bench-unpack \
+	lint clean
 
 all: install bundles
 
@@ -94,11 +94,19 @@ image-demo: install bundles
 # The suite runs twice: against pyrt (with the differential tests, pyrt beside runc 1.5), then
 # against the oracle (PYRT_BIN=runc: ../shared/bin/runc-1.5 beside the clone, or $$SHARED_BIN, when
 # present; else runc on $$PATH) without the pyrt-only and differential tests.
-test: install bundles
+test: install bundles test-native
 	$(PY) -m ruff check pyrt tests bench
 	$(PY) -P -m pytest -q -m 'not cgroup2' tests
 	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'not pyrt_only and not differential and not cgroup2' tests
 	$(MAKE) --no-print-directory cgroup2-tests
+
+# pyrt-init's own tests (no root, no container): path resolution inside a root, the plan reader;
+# built with the address and undefined-behaviour sanitizers.
+test-native:
+	mkdir -p build
+	$(CC) -O1 -g -Wall -Wextra -fsanitize=address,undefined -fno-sanitize-recover=all -o build/test-init \
+		native/init/tests/test_init.c native/init/paths.c native/init/plan.c
+	ASAN_OPTIONS=detect_leaks=0 build/test-init   # the plan lives until execve: never freed
 
 # The tests that need real cgroup v2 limits (marker cgroup2), for pyrt and then runc: directly
 # on a host whose cgroup2 tree has controllers, else in one boot of a throw-away VM with a pure

@@ -1,7 +1,7 @@
 """cffi build script (API, out-of-line mode) for pyrt._native.
 
-Every native/*.c except init.c (the separate pyrt-init executable) is compiled into the module;
-every native/*.h except init's declares what Python may call (plain C declarations only).
+Every native/*.c is compiled into the module (pyrt-init, a separate executable, is native/init/);
+every native/*.h declares what Python may call (plain C declarations only).
 """
 
 import glob
@@ -10,7 +10,7 @@ import os
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = sorted(p for p in glob.glob(os.path.join(HERE, "*.c")) if not p.endswith("init.c"))
+SOURCES = sorted(glob.glob(os.path.join(HERE, "*.c")))
 HEADERS = sorted(glob.glob(os.path.join(HERE, "*.h")))
 
 ffi = FFI()

@@ -21,48 +21,10 @@ import os
 from pyrt import cgfs, journal
 from pyrt.cgfs import SHARED
 from pyrt.errors import PyrtError
+from pyrt.host import ROOT, HostLayout, probe, v1_slots
 
-ROOT = "/sys/fs/cgroup"
 #: Where containers without linux.cgroupsPath (and relative paths) go.
 DEFAULT_PARENT = "pyrt"
-#: The v1 controllers pyrt knows (other mount options of a v1 hierarchy are not controllers).
-V1_CONTROLLERS = frozenset(("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
-                            "hugetlb", "net_cls", "net_prio", "perf_event", "rdma", "misc"))
-
-def _is_cgroup2(path: str) -> bool:
-    try:
-        with open(os.path.join(path, "cgroup.controllers"), "rb"):
-            pass
-    except OSError:
-        return False
-    return not os.path.exists(os.path.join(path, "cgroup.clone_children"))
-
-
-def unified_root() -> str:
-    """The cgroup2 mount: /sys/fs/cgroup on v2 hosts, /sys/fs/cgroup/unified on hybrid ones."""
-    if _is_cgroup2(ROOT):
-        return ROOT
-    unified = os.path.join(ROOT, "unified")
-    if _is_cgroup2(unified):
-        return unified
-    raise PyrtError("no cgroup2 hierarchy found at /sys/fs/cgroup or /sys/fs/cgroup/unified")
-
-
-def v1_hierarchies() -> dict[str, str]:
-    """controller (or `name=NAME`) -> mount point, for every cgroup v1 hierarchy mounted with
-    its root at / (from /proc/self/mountinfo; the first mount of a hierarchy wins)."""
-    found: dict[str, str] = {}
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index(b"-")
-            if fields[sep + 1] != b"cgroup" or fields[3] != b"/":
-                continue
-            mount_point = fields[4].decode()
-            for opt in fields[sep + 3].decode().split(","):
-                if opt in V1_CONTROLLERS or opt.startswith("name="):
-                    found.setdefault(opt, mount_point)
-    return found
 
 
 def root_tag(root: str) -> str:
@@ -110,12 +72,16 @@ class Cgroup:
 
     @classmethod
     def for_spec(cls, cgroups_path: str | None, container_id: str, root: str = "/run/pyrt",
-                 own_pidns: bool = False) -> Cgroup:
-        """The cgroup of container `container_id` under state root `root`."""
-        unified = unified_root()
-        return cls(unified, resolve_path(cgroups_path, container_id, root),
-                   v1_hierarchies() if unified != ROOT else None, os.path.join(os.path.abspath(root), container_id),
-                   own_pidns)
+                 own_pidns: bool = False, host: HostLayout | None = None) -> Cgroup:
+        """The cgroup of container `container_id` under state root `root`, on `host` (this
+        host's layout, read now, if not given)."""
+        if host is None:
+            host = probe()
+        cg = cls(host.cgroup2, resolve_path(cgroups_path, container_id, root), host.v1,
+                 os.path.join(os.path.abspath(root), container_id), own_pidns)
+        if host.v2_controllers is not None:
+            cg._v2_controllers = set(host.v2_controllers)
+        return cg
 
     def to_state(self) -> dict:
         out = {"root": self.root, "path": self.path, "owner": self.owner, "own_pidns": self.own_pidns}
@@ -286,17 +252,18 @@ class Cgroup:
         """An fd of the cgroup2 directory, for clone3(CLONE_INTO_CGROUP)."""
         return os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def open_v1_tasks(self) -> list[int]:
-        """Write-only fds of the `tasks` file of each v1 hierarchy (hybrid hosts; none on v2).
-        pyrt-init writes "0" into them first thing (step join-cgroups): a thread moving itself
-        skips the kernel's global threadgroup lock and the RCU grace period behind it, ~10 ms
-        each time a parent writes a pid into cgroup.procs instead."""
-        fds: list[int] = []
+    def open_v1_tasks(self) -> dict[str, int]:
+        """Write-only fds of the `tasks` file of each v1 hierarchy (hybrid hosts; none on v2), by
+        fd slot (host.v1_slots). pyrt-init writes "0" into them first thing (step join-cgroups):
+        a thread moving itself skips the kernel's global threadgroup lock and the RCU grace
+        period behind it, ~10 ms each time a parent writes a pid into cgroup.procs instead."""
+        fds: dict[str, int] = {}
         try:
-            for d in self.dirs()[1:]:
-                fds.append(os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC))
+            for slot, base in v1_slots(self.v1).items():
+                d = os.path.join(base, self.path)
+                fds[slot] = os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
-            for fd in fds:
+            for fd in fds.values():
                 os.close(fd)
             raise PyrtError(f"open {d}/tasks: {os.strerror(e.errno).lower()}") from None
         return fds
@@ -390,27 +357,27 @@ def mount_steps(cg: Cgroup, dest: str, opts, cgroupns: bool, fstype: str = "cgro
     """The steps for a `cgroup`/`cgroup2` mount in config.json, right for this host: the
     container's own cgroup, seen as the root; read-only unless the options say otherwise.
     `cgroup2` on a hybrid host is its cgroup2 tree alone."""
-    from pyrt import mounts
-    from pyrt.plan import Step
+    from pyrt import kernel
+    from pyrt.steps import Step
 
-    flags = opts.flags & ~mounts.MS_BIND
+    flags = opts.flags & ~kernel.MS_BIND
     if cg.root == ROOT or fstype == "cgroup2":
         if cgroupns:
-            return [Step("mount", "cgroup2", dest, "cgroup2", flags, 0, "", 1, 0, 0)]
-        return [Step("mount", cg.dir, dest, "", flags | mounts.MS_BIND, 0, "", 1, 0, 0)]
+            return [Step("mount", "cgroup2", dest, "cgroup2", flags, 0, "", True, 0, 0)]
+        return [Step("mount", cg.dir, dest, "", flags | kernel.MS_BIND, 0, "", True, 0, 0)]
     # hybrid: a tmpfs holding the container's own directory of each hierarchy, as the host
     # lays them out (/sys/fs/cgroup/memory, .../unified, ...; co-mounted ones get symlinks)
-    steps = [Step("mount", "cgroup", dest, "tmpfs", flags & ~mounts.MS_RDONLY, 0, "mode=755", 1, 0, 0)]
+    steps = [Step("mount", "cgroup", dest, "tmpfs", flags & ~kernel.MS_RDONLY, 0, "mode=755", True, 0, 0)]
     for base in cg.bases():
         name = os.path.basename(base)
-        steps.append(Step("mount", os.path.join(base, cg.path), f"{dest}/{name}", "", flags | mounts.MS_BIND,
-                          0, "", 1, 0, 0))
+        steps.append(Step("mount", os.path.join(base, cg.path), f"{dest}/{name}", "", flags | kernel.MS_BIND,
+                          0, "", True, 0, 0))
     for controller, base in cg.v1.items():
         name = controller.removeprefix("name=")
         if name != os.path.basename(base) and "," in os.path.basename(base):
             steps.append(Step("symlink", os.path.basename(base), f"{dest}/{name}"))
-    if flags & mounts.MS_RDONLY:
-        steps.append(Step("remount", dest, mounts.MS_RDONLY))
+    if flags & kernel.MS_RDONLY:
+        steps.append(Step("remount", dest, kernel.MS_RDONLY))
     return steps
 
 

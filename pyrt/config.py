@@ -120,7 +120,7 @@ def load_process(obj: object, file: str) -> Process:
 
 def _process(p: Reader) -> Process:
     from pyrt import capabilities
-    from pyrt.process import RLIMITS
+    from pyrt.kernel import RLIMITS
 
     fields: dict = {"terminal": p.get("terminal", bool, False)}
     size = p.child("consoleSize")

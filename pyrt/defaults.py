@@ -55,9 +55,9 @@ def config() -> dict:
 
 def features() -> dict:
     """The runtime-spec features document: only what this pyrt really does."""
-    from pyrt import capabilities, mounts, seccomp, spec
+    from pyrt import capabilities, kernel, seccomp, spec
 
-    options = sorted({*mounts.FLAGS, *mounts.PROPAGATION, *mounts.RECURSIVE, "tmpcopyup"})
+    options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup"})
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",

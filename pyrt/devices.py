@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pyrt.plan import Step
 from pyrt.spec import Device, Spec
+from pyrt.steps import Step
 
 #: The devices every container gets (the OCI spec's list), as (path, major, minor).
 DEFAULT = (("/dev/null", 1, 3), ("/dev/zero", 1, 5), ("/dev/full", 1, 7), ("/dev/random", 1, 8),
@@ -33,6 +33,6 @@ def steps(spec: Spec) -> list[Step]:
     # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
     # /dev/ptmx node among its devices), and a node given for another link's path stays
     nodes = [d for d in devices(spec) if d.path != "/dev/ptmx"]
-    out = [Step("mknod", d.path, d.type, d.major, d.minor, f"0{d.file_mode:o}", d.uid, d.gid) for d in nodes]
+    out = [Step("mknod", d.path, d.type, d.major, d.minor, d.file_mode, d.uid, d.gid) for d in nodes]
     given = {d.path for d in nodes}
     return out + [Step("symlink", target, link) for target, link in SYMLINKS if link not in given]

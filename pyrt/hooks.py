@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import os
 
-from pyrt import jsonio, log
+from pyrt import jsonio, log, protocol
 from pyrt.errors import PyrtError
 
 TYPE_CHECKING = False  # start, kill and delete need no spec or plan code: keep them off their path
 if TYPE_CHECKING:
-    from pyrt.plan import Step
     from pyrt.spec import Hook, Spec
+    from pyrt.steps import Step
 
 #: Kinds that need pyrt-init to stop at hook-sync (for them to run, or for their state JSON).
 _SYNC = ("prestart", "createRuntime", "createContainer", "startContainer")
@@ -57,7 +57,7 @@ def state(oci_version: str, container_id: str, status: str, pid: int, bundle: st
 def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
     """For the create plan, before pivot_root: stop for the runtime's hooks, then run the
     createContainer hooks in the container's namespaces."""
-    from pyrt.plan import Step
+    from pyrt.steps import Step
 
     if not any(hooks.get(kind) for kind in _SYNC):
         return []
@@ -65,9 +65,9 @@ def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
 
 
 def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
-    from pyrt.plan import Step
+    from pyrt.steps import Step
 
-    return [Step("hook", kind, h.timeout or 0, h.path, len(h.env), *h.env, *h.args) for h in hooks.get(kind, [])]
+    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args)) for h in hooks.get(kind, [])]
 
 
 # ----------------------------------------------------------------------------- the runtime's part
@@ -79,64 +79,55 @@ def at_sync(spec: Spec, container_id: str, init, annotations: dict) -> None:
     `annotations`: the container's, with what create added (bridge mode's address)."""
     if not any(spec.hooks.get(kind) for kind in _SYNC):
         return
-    init.wait(b"hooks")
+    init.wait(protocol.HOOKS)
     creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, annotations)
     run("prestart", spec.hooks.get("prestart", []), creating)
     run("createRuntime", spec.hooks.get("createRuntime", []), creating)
     created = dict(creating, status="created")
-    os.write(init.sock, jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode())
+    data = jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode()
+    # its length, then the bytes: the states may be longer than one datagram can be
+    os.write(init.sock, str(len(data)).encode())
+    for at in range(0, len(data), protocol.CHUNK):
+        os.write(init.sock, data[at:at + protocol.CHUNK])
 
 
 def watch_start(c) -> int:
-    """`start`, before it writes into the exec fifo: a reader of the fifo if hooks need to know
-    how the init goes on (startContainer may fail, poststart follows the execve), else -1."""
-    if not c.record.hooks.keys() & {"startContainer", "poststart"}:
-        return -1
+    """`start`, before it writes into the exec fifo: a reader of the fifo, to learn how the init
+    goes on (see after_start)."""
     return os.open(c.fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
 
 
 def after_start(c, watch: int, init=None) -> None:
-    """`start`: with a `watch` on the fifo, wait until the container's process runs (a failing
-    startContainer hook fails `start`), then run the poststart hooks."""
-    if watch < 0:
-        return
+    """`start`: wait until the container's process runs (what fails after the exec fifo, a
+    startContainer hook or the execve, fails `start`), then run the poststart hooks."""
     try:
         if init is not None:
             init.wait(b"")  # `run` still holds the sync socket: end-of-file is the execve
         else:
-            _wait_exec(c.record.pid, watch)
+            _wait_exec(watch)
     finally:
         os.close(watch)
     record = c.record
-    st = state(record.oci_version, record.id, "running", record.pid, record.bundle, record.annotations)
-    run("poststart", from_record(record, "poststart"), st, must_succeed=False)
+    poststart = from_record(record, "poststart")
+    if poststart:
+        st = state(record.oci_version, record.id, "running", record.pid, record.bundle, record.annotations)
+        run("poststart", poststart, st, must_succeed=False)
 
 
-def _wait_exec(pid: int, watch: int) -> None:
-    """pyrt-init keeps its fifo fd (close-on-exec) after taking `start`'s byte: the fifo's last
-    writer going away is its execve, and a failure writes the reason into the fifo first."""
-    import fcntl
+def _wait_exec(watch: int) -> None:
+    """pyrt-init keeps its end of the exec fifo (close-on-exec) after taking `start`'s byte, and
+    a failure writes the reason into the fifo first: the fifo's last writer going away (POLLHUP)
+    is its execve, or its end. Only then read, or the byte could be taken from under the init."""
     import select
-    import termios
 
-    try:
-        pidfd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        pidfd = -1
-    try:
-        # the byte goes to the init, not to us: wait until it has taken it (or is gone)
-        while pidfd >= 0 and int.from_bytes(fcntl.ioctl(watch, termios.FIONREAD, b"\0" * 4), "little") and \
-                not select.select([pidfd], [], [], 0.001)[0]:
-            pass
-    finally:
-        if pidfd >= 0:
-            os.close(pidfd)
-    os.set_blocking(watch, True)
+    p = select.poll()
+    p.register(watch, 0)  # no POLLIN: only POLLHUP (and POLLERR) wake us
+    p.poll()
     data = b""
-    while chunk := os.read(watch, 4096):  # until end-of-file: nobody holds the fifo for writing
+    while chunk := os.read(watch, 4096):  # all writers are gone: to end-of-file
         data += chunk
     if data:
-        reason = "it exited" if data == b"0" else data.decode(errors="replace").strip()
+        reason = "it exited" if data == protocol.FIFO_START else data.decode(errors="replace").strip()
         raise PyrtError(f"unable to start container process: {reason}")
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 
-from pyrt import journal, log, procfs, state
+from pyrt import journal, log, procfs, protocol, state
 from pyrt.errors import PyrtError
 from pyrt.spawn import Init, above
 
@@ -46,12 +46,13 @@ class Slots:
         self.owned = []
 
 
-def start(steps: list, slots: Slots, clone_flags: int, cg, before_go=None) -> Init:
-    """clone3 pyrt-init into `cg` (new namespaces: `clone_flags`) on `steps`, with the slots'
-    fds; `before_go(init)` (create journals the init there), then close the slots and "go"."""
+def start(plan, slots: Slots, clone_flags: int, cg, before_go=None) -> Init:
+    """clone3 pyrt-init into `cg` (new namespaces: `clone_flags`) on the child's steps of `plan`,
+    its fd slots resolved by `slots`; `before_go(init)` (create journals the init there), then
+    close the slots and "go"."""
     cgroup_fd = cg.open_dir()
     try:
-        init = Init.spawn(steps, clone_flags, cgroup_fd, list(slots.fds.values()), slots.floor, cg.dir)
+        init = Init.spawn(plan, slots.fds, clone_flags, cgroup_fd, slots.floor, cg.dir)
     finally:
         os.close(cgroup_fd)
     try:
@@ -77,18 +78,18 @@ class CreateOptions:
         self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
 
 
-def create(root: str, container_id: str, spec, parent: list, opts: CreateOptions, console_fd: int = -1) -> Init:
-    """Execute the parent's steps (parent_plan.for_create) for a validated `spec`: the
-    container is set up and its init parked on the exec fifo. Returns the Init (our child) so
+def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
+    """Execute the parent's steps of `plan` (commands.common.prepare) for a validated `spec`:
+    the container is set up and its init parked on the exec fifo. Returns the Init (our child) so
     `run` can go on. `console_fd` is a console socket `run` made itself; otherwise
     --console-socket is connected here."""
-    c = _Create(root, container_id, spec, opts, console_fd)
+    c = _Create(root, container_id, spec, plan, opts, console_fd)
     try:
         from pyrt import namespaces
 
-        for kind, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
-            c.slots.add("ns:" + kind, fd)
-        for action in parent:
+        for slot, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
+            c.slots.add(slot, fd)
+        for action in plan.parent:
             getattr(c, action.name.replace("-", "_"))(*action.values)
         return c.init
     except BaseException:
@@ -101,8 +102,9 @@ def create(root: str, container_id: str, spec, parent: list, opts: CreateOptions
 class _Create:
     """One create while it runs: each method is a parent step of parent_plan.py."""
 
-    def __init__(self, root: str, container_id: str, spec, opts: CreateOptions, console_fd: int) -> None:
+    def __init__(self, root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int) -> None:
         self.root, self.id, self.spec, self.opts, self.console_fd = root, container_id, spec, opts, console_fd
+        self.plan = plan
         self.slots = Slots(3 + opts.preserve_fds)
         self.c: state.Container | None = None
         self.cg = self.init = None
@@ -134,20 +136,14 @@ class _Create:
             raise PyrtError(f"create {path}: {os.strerror(e.errno).lower()}") from None
 
     def spawn(self, clone_flags: int) -> None:
-        from pyrt import planner
-
-        spec, opts, slots = self.spec, self.opts, self.slots
+        spec, slots = self.spec, self.slots
         if spec.process.terminal and self.console_fd >= 0:  # `run` made its own
             slots.lend("console", self.console_fd)
         elif spec.process.terminal:
-            slots.add("console", connect(opts.console_socket))
-        v1_tasks = [slots.add(f"cgroup-v1:{i}", fd) for i, fd in enumerate(self.cg.open_v1_tasks())]
-        fds = planner.Fds(slots.fds["fifo"], {k[3:]: fd for k, fd in slots.fds.items() if k.startswith("ns:")},
-                          slots.fds.get("console", -1), slots.fds.get("seccomp", -1), v1_tasks)
-        plan_opts = planner.Options(self.id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
-                                    trace=log.debugging(), seccomp_flags=self.seccomp_flags or 0)
-        steps = planner.for_create(spec, fds, plan_opts, self.cg)
-        self.init = start(steps, slots, clone_flags, self.cg, self._journal_init)
+            slots.add("console", connect(self.opts.console_socket))
+        for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
+            slots.add(slot, fd)
+        self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init)
 
     def _journal_init(self, init: Init) -> None:
         # journaled before "go": killed before this line, the init reads end-of-file and exits
@@ -169,7 +165,7 @@ class _Create:
         hooks.at_sync(self.spec, self.id, self.init, self.annotations)
 
     def ready(self) -> None:
-        self.init.wait(b"ready")
+        self.init.wait(protocol.READY)
 
     def record(self, pid_file: bool) -> None:
         from pyrt import config, hooks
@@ -247,18 +243,19 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
     exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
+    from pyrt.host import HostLayout
 
     record, slots = c.record, Slots(3 + preserve_fds)
     init = None
     try:
         try:
-            pidfd = slots.add("pidfd", os.pidfd_open(record.pid))
+            slots.add("pidfd", os.pidfd_open(record.pid))
         except ProcessLookupError:
             raise PyrtError("cannot exec in a stopped container") from None
         if not c.init_alive():  # the pid was recycled since status()
             raise PyrtError("cannot exec in a stopped container")
         if console_socket:
-            console_fd = slots.add("console", connect(console_socket))
+            slots.add("console", connect(console_socket))
         elif console_fd >= 0:
             slots.lend("console", console_fd)
         seccomp = None
@@ -271,13 +268,13 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
         cg = Cgroup.from_state(record.cgroup)
         if not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
-        v1_tasks = [slots.add(f"cgroup-v1:{i}", fd) for i, fd in enumerate(cg.open_v1_tasks())]
-        fds = planner.Fds(-1, console=console_fd if proc.terminal else -1,
-                          seccomp=seccomp if seccomp is not None else -1, v1_tasks=v1_tasks)
+        for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
+            slots.add(slot, fd)
         plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
-                                    seccomp_flags=record.seccomp_flags or 0)
-        steps = planner.for_exec(proc, pidfd, record.namespaces, fds, plan_opts, record.personality)
-        init = start(steps, slots, 0, cg)
+                                    seccomp=record.seccomp_flags if seccomp is not None else None,
+                                    console="console" in slots.fds)
+        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
+        init = start(plan, slots, 0, cg)
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
         return init
     except BaseException:

@@ -4,7 +4,7 @@ propagation, mount_setattr(2) attributes and filesystem data, exactly the names 
 from __future__ import annotations
 
 from pyrt.errors import PyrtError
-from pyrt.mounts import FLAGS, MS_BIND, MS_REC, MS_REMOUNT, PROPAGATION, RECURSIVE
+from pyrt.kernel import FLAGS, MS_BIND, MS_REC, MS_REMOUNT, PROPAGATION, RECURSIVE
 
 
 class Options:

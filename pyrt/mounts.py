@@ -1,60 +1,13 @@
-"""config.json mounts -> mount steps; the flag tables mount options map to (mountopts.py)."""
+"""config.json mounts -> mount steps (their options were parsed at the gate: mountopts.py)."""
 
 from __future__ import annotations
 
-from pyrt.plan import Step
 from pyrt.spec import Mount
+from pyrt.steps import Step
 
 TYPE_CHECKING = False  # `typing` costs an import on the start path; type checkers know the name
 if TYPE_CHECKING:
     from pyrt.mountopts import Options
-
-# mount(2) flags (<sys/mount.h>)
-MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
-MS_SYNCHRONOUS, MS_REMOUNT, MS_MANDLOCK, MS_DIRSYNC = 0x10, 0x20, 0x40, 0x80
-MS_NOSYMFOLLOW, MS_NOATIME, MS_NODIRATIME, MS_BIND = 0x100, 0x400, 0x800, 0x1000
-MS_REC, MS_SILENT, MS_POSIXACL = 0x4000, 0x8000, 0x10000
-MS_UNBINDABLE, MS_PRIVATE, MS_SLAVE, MS_SHARED = 0x20000, 0x40000, 0x80000, 0x100000
-MS_RELATIME, MS_I_VERSION, MS_STRICTATIME, MS_LAZYTIME = 0x200000, 0x800000, 0x1000000, 0x2000000
-
-# mount_setattr(2) attributes, for the recursive "r"-prefixed options
-ATTR_RDONLY, ATTR_NOSUID, ATTR_NODEV, ATTR_NOEXEC = 0x1, 0x2, 0x4, 0x8
-ATTR_RELATIME, ATTR_NOATIME, ATTR_STRICTATIME, ATTR_NODIRATIME = 0x0, 0x10, 0x20, 0x80
-ATTR_NOSYMFOLLOW = 0x200000
-ATTR__ATIME = 0x70
-
-#: option -> (flags to set, flags to clear)
-FLAGS = {
-    "defaults": (0, 0), "ro": (MS_RDONLY, 0), "rw": (0, MS_RDONLY),
-    "nosuid": (MS_NOSUID, 0), "suid": (0, MS_NOSUID), "nodev": (MS_NODEV, 0), "dev": (0, MS_NODEV),
-    "noexec": (MS_NOEXEC, 0), "exec": (0, MS_NOEXEC), "sync": (MS_SYNCHRONOUS, 0),
-    "async": (0, MS_SYNCHRONOUS), "dirsync": (MS_DIRSYNC, 0), "remount": (MS_REMOUNT, 0),
-    "mand": (MS_MANDLOCK, 0), "nomand": (0, MS_MANDLOCK), "atime": (0, MS_NOATIME),
-    "noatime": (MS_NOATIME, 0), "diratime": (0, MS_NODIRATIME), "nodiratime": (MS_NODIRATIME, 0),
-    "relatime": (MS_RELATIME, 0), "norelatime": (0, MS_RELATIME),
-    "strictatime": (MS_STRICTATIME, 0), "nostrictatime": (0, MS_STRICTATIME),
-    "lazytime": (MS_LAZYTIME, 0), "nolazytime": (0, MS_LAZYTIME), "iversion": (MS_I_VERSION, 0),
-    "noiversion": (0, MS_I_VERSION), "acl": (MS_POSIXACL, 0), "noacl": (0, MS_POSIXACL),
-    "silent": (MS_SILENT, 0), "loud": (0, MS_SILENT), "nosymfollow": (MS_NOSYMFOLLOW, 0),
-    "symfollow": (0, MS_NOSYMFOLLOW), "bind": (MS_BIND, 0), "rbind": (MS_BIND | MS_REC, 0),
-}
-
-PROPAGATION = {
-    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC, "shared": MS_SHARED,
-    "rshared": MS_SHARED | MS_REC, "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
-    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
-}
-
-#: recursive option -> (attributes to set, attributes to clear)
-RECURSIVE = {
-    "rro": (ATTR_RDONLY, 0), "rrw": (0, ATTR_RDONLY), "rnosuid": (ATTR_NOSUID, 0),
-    "rsuid": (0, ATTR_NOSUID), "rnodev": (ATTR_NODEV, 0), "rdev": (0, ATTR_NODEV),
-    "rnoexec": (ATTR_NOEXEC, 0), "rexec": (0, ATTR_NOEXEC), "rnodiratime": (ATTR_NODIRATIME, 0),
-    "rdiratime": (0, ATTR_NODIRATIME), "rnosymfollow": (ATTR_NOSYMFOLLOW, 0),
-    "rsymfollow": (0, ATTR_NOSYMFOLLOW), "rrelatime": (ATTR_RELATIME, ATTR__ATIME),
-    "rnorelatime": (0, 0), "rnoatime": (ATTR_NOATIME, ATTR__ATIME), "ratime": (0, ATTR__ATIME),
-    "rstrictatime": (ATTR_STRICTATIME, ATTR__ATIME), "rnostrictatime": (0, 0),
-}
 
 #: Filesystems whose destination must not contain a symlink (CVE-2019-16884 and kin).
 NO_SYMLINK_TYPES = ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2")
@@ -71,5 +24,5 @@ def mount_step(mount: Mount, opts: Options, bundle: str) -> Step:
     nosymlinks = mount.type in NO_SYMLINK_TYPES or mount.destination in ("/dev", "/proc", "/sys")
     return Step(
         "mount-copyup" if opts.copyup else "mount", source, mount.destination, "" if opts.bind else mount.type,
-        opts.flags, opts.propagation, opts.data, int(nosymlinks), opts.attr_set, opts.attr_clr,
+        opts.flags, opts.propagation, opts.data, nosymlinks, opts.attr_set, opts.attr_clr,
     )

@@ -5,13 +5,10 @@ from __future__ import annotations
 import os
 
 from pyrt.errors import PyrtError
-from pyrt.plan import Step
+from pyrt.kernel import CLONE
 from pyrt.spec import Spec
+from pyrt.steps import Fd, Step
 
-CLONE = {
-    "mount": 0x00020000, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000,
-    "pid": 0x20000000, "network": 0x40000000, "cgroup": 0x02000000, "time": 0x00000080,
-}
 # Joining order: the user namespace first (it grants the rights to join the others), the mount
 # namespace late (afterwards host paths may be gone).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
@@ -29,20 +26,19 @@ def clone_flags(spec: Spec) -> int:
 
 
 def open_joined(spec: Spec) -> dict[str, int]:
-    """Open each namespace given by path, checking it is of the type it claims to be."""
+    """Open each namespace given by path, checking it is of the type it claims to be; by fd
+    slot (`ns:<type>`)."""
     import fcntl
 
     fds: dict[str, int] = {}
     try:
-        for kind in JOIN_ORDER:
-            path = spec.namespaces.get(kind)
-            if not path:
-                continue
+        for kind in joined(spec):
+            path = spec.namespaces[kind]
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError as e:
                 raise PyrtError(f"config.json: linux.namespaces: open {path}: {os.strerror(e.errno).lower()}") from None
-            fds[kind] = fd
+            fds[slot(kind)] = fd
             try:
                 nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
             except OSError:
@@ -56,8 +52,18 @@ def open_joined(spec: Spec) -> dict[str, int]:
         raise
 
 
-def join_steps(fds: dict[str, int]) -> list[Step]:
-    steps = [Step("setns", fds[k], CLONE[k]) for k in JOIN_ORDER if k in fds]
-    if "pid" in fds:
+def joined(spec: Spec) -> list[str]:
+    """The namespaces config.json gives by path, in JOIN_ORDER."""
+    return [k for k in JOIN_ORDER if spec.namespaces.get(k)]
+
+
+def slot(kind: str) -> str:
+    """The fd slot of a joined namespace (open_joined's keys)."""
+    return f"ns:{kind}"
+
+
+def join_steps(kinds: list[str]) -> list[Step]:
+    steps = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
+    if "pid" in kinds:
         steps.append(Step("fork"))
     return steps

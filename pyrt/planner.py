@@ -1,8 +1,10 @@
-"""What a container's init does, in order: the plan for `create` (and `run`).
+"""What a container's init does, in order: the plan for `create` (and `run`), and for `exec`.
 
-Reading this function top to bottom is reading the life of a container's first process from
-clone to execve. The parent opens the fds the plan refers to (joined namespaces, the exec
-fifo, the console socket, a seccomp program) and passes their numbers in `Fds`.
+Reading for_create top to bottom is reading the life of a container's first process from clone
+to execve. The planner is pure: a function of the validated spec, the host's layout (a
+HostLayout value) and the command line's options. It reads nothing of the host and opens
+nothing: the fds a plan needs are named slots (steps.Fd), which whoever launches it opens
+(Plan.slots()).
 """
 
 from __future__ import annotations
@@ -10,57 +12,56 @@ from __future__ import annotations
 from pyrt import cgroups, devices, hooks, mounts, namespaces, process
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
-from pyrt.plan import Step
+from pyrt.host import HostLayout
+from pyrt.kernel import CLONE, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, PROPAGATION
 from pyrt.spec import Process, Spec
-
-
-class Fds:
-    """fd numbers (in the child) that steps refer to."""
-
-    def __init__(self, fifo: int, joined: dict[str, int] | None = None, console: int = -1,
-                 seccomp: int = -1, v1_tasks: list[int] | tuple = ()) -> None:
-        self.fifo, self.joined, self.console, self.seccomp = fifo, joined or {}, console, seccomp
-        self.v1_tasks = list(v1_tasks)  # `tasks` files of the cgroup v1 hierarchies (hybrid hosts)
+from pyrt.steps import Fd, Plan, Step
 
 
 class Options:
-    """Command-line choices that shape the plan."""
+    """Command-line choices that shape the plan. `seccomp`: the seccomp(2) flags of a filter to
+    load (None: no filter); `console`: a console socket will be there for a terminal; `root`:
+    the state root (the default cgroup path depends on it)."""
+
+    __slots__ = ("id", "preserve_fds", "no_pivot", "no_new_keyring", "trace", "seccomp", "console", "root")
 
     def __init__(self, container_id: str, preserve_fds: int = 0, no_pivot: bool = False,
-                 no_new_keyring: bool = False, trace: bool = False, seccomp_flags: int = 0) -> None:
+                 no_new_keyring: bool = False, trace: bool = False, seccomp: int | None = None,
+                 console: bool = False, root: str = "/run/pyrt") -> None:
         self.id, self.preserve_fds, self.no_pivot = container_id, preserve_fds, no_pivot
-        self.no_new_keyring, self.trace = no_new_keyring, trace
-        self.seccomp_flags = seccomp_flags
+        self.no_new_keyring, self.trace, self.seccomp = no_new_keyring, trace, seccomp
+        self.console, self.root = console, root
 
 
-def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step]:
-    """The steps of a container's init, for a spec the gate passed (config.py)."""
+def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
+    """The steps of a container's init, for a spec the gate passed (config.py): what it checked
+    (a process, a new mount namespace, sysctls of the container's namespaces, a console socket for
+    a terminal, no private root with --no-pivot) is not checked again here."""
     proc = spec.process
     new = {k for k, path in spec.namespaces.items() if path is None}
     steps = [Step("trace")] if opts.trace else []
 
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
     #    namespaces: the new ones came with clone3; join the others; the cgroup one last
-    if fds.v1_tasks:
-        steps.append(Step("join-cgroups", ",".join(map(str, fds.v1_tasks))))
-    steps += namespaces.join_steps(fds.joined)
+    steps += join_cgroups_steps(host)
+    steps += namespaces.join_steps(namespaces.joined(spec))
     if "cgroup" in new:
-        steps.append(Step("unshare", namespaces.CLONE["cgroup"]))
+        steps.append(Step("unshare", CLONE["cgroup"]))
     if proc.oom_score_adj is not None:
         steps.append(Step("oom-score-adj", proc.oom_score_adj))
 
     # 2. the root filesystem, built while the host's paths are still visible
     steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
+    cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
     for m in spec.mounts:
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces,
-                                         m.type)
+            steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces, m.type)
         else:
             steps.append(mounts.mount_step(m, m.opts, spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
-        steps.append(Step("console", fds.console, *proc.console_size))
+        steps.append(Step("console", Fd("console"), *proc.console_size))
     if proc.cwd != "/":
         steps.append(Step("mkdir", proc.cwd))
     if "network" in new:
@@ -71,14 +72,14 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
     steps += [Step("readonly", p) for p in spec.readonly_paths]
     steps += [Step("mask", p) for p in spec.masked_paths]
     if spec.root_readonly:
-        steps.append(Step("remount", "/", mounts.MS_RDONLY))
+        steps.append(Step("remount", "/", MS_RDONLY))
 
     # 3. into the new root
     if opts.no_pivot:  # the rootfs moves onto "/": were "/" shared, the move would reach the host's "/"
-        steps.append(Step("propagation", "/", mounts.MS_PRIVATE))
+        steps.append(Step("propagation", "/", MS_PRIVATE))
     steps.append(Step("move-root" if opts.no_pivot else "pivot-root"))
-    flags = mounts.PROPAGATION.get(spec.rootfs_propagation or "", 0)
-    if flags & (mounts.MS_SHARED | mounts.MS_UNBINDABLE):  # the new root too (private, slave: done at 2.)
+    flags = PROPAGATION.get(spec.rootfs_propagation or "", 0)
+    if flags & (MS_SHARED | MS_UNBINDABLE):  # the new root too (private, slave: done at 2.)
         steps.append(Step("propagation", "/", flags))
     if spec.hostname:
         steps.append(Step("hostname", spec.hostname))
@@ -86,16 +87,29 @@ def for_create(spec: Spec, fds: Fds, opts: Options, cgroup: Cgroup) -> list[Step
         steps.append(Step("domainname", spec.domainname))
     if spec.personality is not None:
         steps.append(Step("personality", spec.personality))
+    # 4. the container's process in all but the program: its credentials, capabilities, cwd
+    #    (what fails here fails `create`, as in runc)
+    seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
+    steps += process.become_steps(proc, opts.preserve_fds, seccomp)
 
-    # 4. parked until `pyrt start`, then become the container's process
+    # 5. parked until `pyrt start`, then the startContainer hooks (with the container's
+    #    credentials) and execve; a failure from here on reaches `start` through the exec fifo
     steps.append(Step("ready"))
-    steps.append(Step("wait-start", fds.fifo))
-    seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
-    final = process.final_steps(proc, opts.preserve_fds, seccomp)
-    at = [s.op for s in final].index("chdir")  # startContainer hooks: the container's credentials
-    steps += final[:at] + hooks.steps("startContainer", spec.hooks) + final[at:]
-    return steps
+    steps.append(Step("wait-start", Fd("fifo")))
+    steps += hooks.steps("startContainer", spec.hooks)
+    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
+    return Plan(steps)
+
+
+def join_cgroups_steps(host: HostLayout) -> list[Step]:
+    """Into the container's cgroup v1 hierarchies (hybrid hosts): their `tasks` files' slots."""
+    slots = host.v1_slots()
+    return [Step("join-cgroups", [Fd(name) for name in slots])] if slots else []
+
+
+def seccomp_step(opts: Options) -> Step | None:
+    return Step("seccomp", Fd("seccomp"), opts.seccomp) if opts.seccomp is not None else None
 
 
 def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
@@ -104,34 +118,34 @@ def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
     volumes of a rshared root stay in their host peer groups (Kubernetes' Bidirectional); then
     the mount holding the rootfs private (slave if a slave root was asked for), so the root bind
     stays in this namespace and pivot_root, which refuses a shared parent, accepts it."""
-    asked = mounts.PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
-    holder = mounts.MS_SLAVE if asked & mounts.MS_SLAVE else mounts.MS_PRIVATE
-    return [Step("propagation", "/", asked or mounts.MS_SLAVE | mounts.MS_REC),
+    asked = PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
+    holder = MS_SLAVE if asked & MS_SLAVE else MS_PRIVATE
+    return [Step("propagation", "/", asked or MS_SLAVE | MS_REC),
             Step("propagation", spec.root, holder)]
 
 
-def for_exec(proc: Process, pidfd: int, kinds: list[str], fds: Fds, opts: Options,
-             personality: int | None = None) -> list[Step]:
+def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
+             personality: int | None = None) -> Plan:
     """What a process joining a container does (`exec`): its cgroup v1 hierarchies (cgroup2
-    came with clone3), all its namespaces in one setns on the init's pidfd, a fork to be
-    inside its pid namespace, then the same last steps as the container's own process (with
-    the container's personality, as runc)."""
+    came with clone3; `host` is the container's layout, from its state), all its namespaces
+    `kinds` in one setns on the init's pidfd, a fork to be inside its pid namespace, then the
+    same last steps as the container's own process (with the container's personality, as runc)."""
     steps = [Step("trace")] if opts.trace else []
-    if fds.v1_tasks:
-        steps.append(Step("join-cgroups", ",".join(map(str, fds.v1_tasks))))
+    steps += join_cgroups_steps(host)
     if proc.oom_score_adj is not None:
         steps.append(Step("oom-score-adj", proc.oom_score_adj))  # through the host's /proc
-    steps.append(Step("setns", pidfd, sum(namespaces.CLONE[k] for k in kinds)))
+    steps.append(Step("setns", Fd("pidfd"), sum(CLONE[k] for k in kinds)))
     if "pid" in kinds:
         steps.append(Step("fork"))
     steps.append(Step("enter-root"))
     if proc.terminal:
-        if fds.console < 0:
+        if not opts.console:
             raise PyrtError("process.terminal is true: exec needs a --console-socket (or to run in the foreground)")
-        steps.append(Step("pty", fds.console, *proc.console_size))
+        steps.append(Step("pty", Fd("console"), *proc.console_size))
     if personality is not None:
         steps.append(Step("personality", personality))
+    seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
-    seccomp = Step("seccomp", fds.seccomp, opts.seccomp_flags) if fds.seccomp >= 0 else None
-    steps += process.final_steps(proc, opts.preserve_fds, seccomp)
-    return steps
+    steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
+    return Plan(steps)

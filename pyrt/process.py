@@ -1,18 +1,18 @@
-"""The container's process: the last steps before execve, shared by `create` and `exec`."""
+"""The container's process: the last steps before execve, shared by `create` and `exec`.
+
+    prepare_steps  rlimits, session keyring, HOME, finding args[0]
+    become_steps   credentials, capabilities, seccomp (privileged load), cwd, fds, umask: what
+                   can fail is done before `create` reports ready, as runc does, so a bad
+                   capability set fails `create`, not a container nobody watches any more
+    exec_steps     seccomp (with noNewPrivileges: right before execve), execve
+"""
 
 from __future__ import annotations
 
 from pyrt import capabilities
-from pyrt.plan import Step
+from pyrt.kernel import RLIMITS
 from pyrt.spec import Process
-
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
-RLIM_INFINITY = (1 << 64) - 1
+from pyrt.steps import Step
 
 
 def env_value(env: list[str], key: str) -> str | None:
@@ -48,10 +48,9 @@ def resolve_step(proc: Process) -> Step:
     return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "", proc.cwd)
 
 
-def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
-    """From the container's credentials to execve. With noNewPrivileges the seccomp filter is
-    loaded last, just before execve; without it, it must be loaded while we still hold
-    CAP_SYS_ADMIN (as runc)."""
+def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
+    """From the container's credentials to its cwd. Without noNewPrivileges the seccomp filter
+    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see exec_steps."""
     caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
     raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
     if raisable != caps["ambient"]:
@@ -65,22 +64,24 @@ def final_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -
     if seccomp and not proc.no_new_privileges:
         steps.append(seccomp)
     steps += [
-        Step("cap-bounding", f"{caps['bounding']:x}"),
-        Step("user", proc.uid, proc.gid, ",".join(map(str, proc.additional_gids))),
-        Step("caps", f"{caps['effective']:x}", f"{caps['permitted']:x}", f"{caps['inheritable']:x}",
-             f"{caps['ambient']:x}"),
+        Step("cap-bounding", caps["bounding"]),
+        Step("user", proc.uid, proc.gid, list(proc.additional_gids)),
+        Step("caps", caps["effective"], caps["permitted"], caps["inheritable"], caps["ambient"]),
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
+    return steps + [
+        Step("chdir", proc.cwd),
+        Step("close-fds", 3 + preserve_fds),
+        Step("umask", 0o022 if proc.umask is None else proc.umask),
+    ]
+
+
+def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
+    """The very last: with noNewPrivileges the seccomp filter right before execve (the profile
+    need not allow pyrt-init's own calls), then execve."""
     env = list(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")
-    steps += [
-        Step("chdir", proc.cwd),
-        Step("close-fds", 3 + preserve_fds),
-        Step("umask", f"0{0o022 if proc.umask is None else proc.umask:03o}"),
-    ]
-    if seccomp and proc.no_new_privileges:  # right before execve: the profile need not allow init's own calls
-        steps.append(seccomp)
-    steps.append(Step("exec", int(bool(preserve_fds)), len(env), *env, *proc.args))
-    return steps
+    steps = [seccomp] if seccomp and proc.no_new_privileges else []
+    return steps + [Step("exec", bool(preserve_fds), env, list(proc.args))]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import fcntl
 import os
 
-from pyrt import log
+from pyrt import log, protocol
 from pyrt.errors import PyrtError
-from pyrt.plan import Step, encode
+from pyrt.steps import Plan, encode
 
 INIT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyrt-init")
 _SEALS = fcntl.F_SEAL_SEAL | fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_WRITE
@@ -54,60 +54,63 @@ def above(fd: int, floor: int) -> int:
 class Init:
     """A pyrt-init process executing a plan, and its end of the sync socket."""
 
-    def __init__(self, pid: int, pidfd: int, sock: int, steps: list[Step]) -> None:
-        self.pid, self.pidfd, self.sock, self.steps = pid, pidfd, sock, steps
+    def __init__(self, pid: int, pidfd: int, sock: int, plan: Plan) -> None:
+        self.pid, self.pidfd, self.sock, self.steps = pid, pidfd, sock, plan.child
         self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
 
     @classmethod
-    def spawn(cls, steps: list[Step], clone_flags: int, cgroup_fd: int, keep_fds: list[int], floor: int = 3,
+    def spawn(cls, plan: Plan, fds: dict[str, int], clone_flags: int, cgroup_fd: int, floor: int = 3,
               cgroup_dir: str = "") -> Init:
         """Clone the child with `clone_flags` (into the cgroup behind `cgroup_fd`, the directory
-        `cgroup_dir`) and make it execute pyrt-init; it waits for go() before reading the plan."""
+        `cgroup_dir`) and make it execute pyrt-init on `plan`, its fd slots resolved by `fds`;
+        of pyrt's fds it gets only those. It waits for go() before reading the plan."""
         try:
             from pyrt._native import ffi, lib
         except ImportError as e:  # dlopen failed: out of fds, or a broken installation
             raise PyrtError(f"load pyrt's native module: {e}") from None
 
+        data = encode(plan.child, fds)
+        keep_fds = [fds[name] for name in plan.slots()]
         pair = ffi.new("int[2]")
         rc = lib.pyrt_socketpair(pair)
         if rc < 0:
             raise PyrtError(f"socketpair: {os.strerror(-rc).lower()}")
         ours, theirs = above(pair[0], floor), above(pair[1], floor)
-        plan = exe = -1
+        plan_fd = exe = -1
         try:
             try:
-                plan = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
-                os.write(plan, encode(steps))
+                plan_fd = above(os.memfd_create("pyrt-plan", os.MFD_CLOEXEC), floor)
+                os.write(plan_fd, data)
             except OSError as e:
                 raise PyrtError(f"write the plan for pyrt-init: {os.strerror(e.errno).lower()}") from None
             exe = above(_sealed_copy(INIT, "pyrt-init"), floor)
             pidfd = ffi.new("int *", -1)
             keep = ffi.new("int[]", keep_fds) if keep_fds else ffi.NULL
-            pid = lib.pyrt_spawn(clone_flags, cgroup_fd, exe, theirs, plan, keep, len(keep_fds), pidfd)
+            pid = lib.pyrt_spawn(clone_flags, cgroup_fd, exe, theirs, plan_fd, keep, len(keep_fds), pidfd)
             if pid > 0 and cgroup_fd >= 0 and _killed_at_birth(pid):
                 # Linux (6.x) kills a child cloned into a cgroup whose cgroup.kill count differs
                 # from the parent's own cgroup's (one that had cgroup.kill written): clone into
                 # ours instead and move it, before it does anything (it waits for "go")
                 os.close(pidfd[0])
                 os.waitpid(pid, 0)
-                pid = lib.pyrt_spawn(clone_flags, -1, exe, theirs, plan, keep, len(keep_fds), pidfd)
+                pid = lib.pyrt_spawn(clone_flags, -1, exe, theirs, plan_fd, keep, len(keep_fds), pidfd)
                 if pid > 0:
                     _move(pid, pidfd[0], cgroup_dir)
         except BaseException:
             os.close(ours)
             raise
         finally:
-            for fd in (theirs, plan, exe):
+            for fd in (theirs, plan_fd, exe):
                 if fd >= 0:
                     os.close(fd)
         if pid < 0:
             os.close(ours)
             raise PyrtError(f"clone3: {os.strerror(-pid).lower()}")
-        return cls(pid, pidfd[0], ours, steps)
+        return cls(pid, pidfd[0], ours, plan)
 
     def go(self) -> None:
         try:
-            os.write(self.sock, b"go")
+            os.write(self.sock, protocol.GO)
         except OSError:  # it is gone already
             raise PyrtError(f"unable to start container process: {self._gone()}") from None
 
@@ -147,18 +150,18 @@ class Init:
         return PyrtError(f"unable to start container process: {msg}")
 
     def wait(self, until: bytes) -> None:
-        """Follow the init until it sends `until` ("ready"), or until the socket closes
+        """Follow the init until it sends `until` (protocol.READY), or until the socket closes
         (until=b"": its execve succeeded). Steps are logged with --debug; errors raise."""
         for fields in self._messages():
             kind = fields[0]
-            if kind == b"step":
+            if kind == protocol.STEP:
                 index = int(fields[1])
                 log.debug(f"init step {index}: {self.steps[index].describe()}")
-            elif kind == b"pid":
+            elif kind == protocol.PID:
                 self.reap.append(self.pid)
                 self.pid = int(fields[1])
                 self.pidfd = _pidfd_reopen(self.pidfd, self.pid)
-            elif kind == b"error":
+            elif kind == protocol.ERROR:
                 raise self._error(fields)
             elif kind == until:
                 return

@@ -301,3 +301,31 @@ def test_console_socket_that_does_not_exist(rt, bundle, tmp_path):
 def test_negative_preserve_fds(rt, bundle):
     bundle.write()
     assert "--preserve-fds" in one_line_error(attempt(rt, bundle, "create", "--preserve-fds", "-1"), rt)
+
+
+def test_capabilities_the_kernel_refuses_fail_create(rt, bundle):
+    """An effective capability that is not permitted: capset(2) refuses it. As runc does,
+    credentials and capabilities are applied before `create` returns, so `create` fails (pyrt
+    applied them after the exec fifo: `create` and `start` succeeded and the container exited 1
+    with nothing on its stderr)."""
+    bundle.process["capabilities"]["effective"] = ["CAP_KILL", "CAP_SYS_ADMIN"]
+    bundle.write()
+    assert "operation not permitted" in one_line_error(attempt(rt, bundle), rt)
+
+
+@pytest.mark.pyrt_only
+def test_a_failure_after_the_exec_fifo_fails_start_and_reaches_stderr(rt, bundle, tmp_path):
+    """What fails once `start` let the init go (here the execve: a file that is executable but
+    no program) fails `start` with the reason, and the container's stderr has it too. runc 1.5
+    writes it to the container's stderr and its `start` exits 0."""
+    program = tmp_path / "not-a-program"
+    program.write_text("garbage\n")
+    program.chmod(0o755)
+    add_mount(bundle.config, "/tmp/x", "bind", str(program), "bind")
+    cid = rt.create(bundle.args("/tmp/x"))
+    r = rt("start", cid)
+    assert (r.returncode, len(r.stderr.strip().splitlines())) == (1, 1), r.stderr
+    assert message(r.stderr) == 'unable to start container process: exec: "/tmp/x": exec format error'
+    rt.wait_status(cid, "stopped")
+    assert (bundle.path / "stderr").read_text() == 'pyrt-init: exec: "/tmp/x": exec format error\n'
+    rt.ok("delete", cid)

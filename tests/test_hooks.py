@@ -157,6 +157,42 @@ def test_failing_hook_fails_create_and_cleans_up(rt, bundle, tmp_path, kind):
     assert "poststop" in log_of(out)  # the spec: a failed create hook continues at delete
 
 
+def test_a_state_longer_than_a_pipe_reaches_the_hooks_whole(rt, bundle, tmp_path):
+    """The state JSON on the stdin of the hooks pyrt-init runs is all of it, also beyond the
+    64 KiB a pipe holds (pyrt-init wrote it once, without blocking, and dropped the rest)."""
+    out = with_out_dir(bundle, tmp_path)
+    big = "x" * 200_000
+    bundle.config["annotations"] = {"org.example.big": big}
+    bundle.config["hooks"] = {"createContainer": [recorder(str(out), "createContainer")],
+                              "startContainer": [recorder("/tmp/out", "startContainer")]}
+    cid = rt.create(bundle)
+    rt.ok("start", cid)
+    rt.wait_status(cid, "stopped")
+    rt.ok("delete", cid)
+    for kind in ("createContainer", "startContainer"):
+        assert json.loads((out / f"{kind}.json").read_text())["annotations"] == {"org.example.big": big}, kind
+
+
+def test_a_failing_hook_message_has_what_it_wrote_last(rt, bundle):
+    """The message of a failing hook has its output up to the end, also what a process it left
+    behind wrote after it exited (pyrt-init stopped reading when the hook exited)."""
+    script = "echo first; (sleep 0.3; echo late-tail) & exit 3"
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
+    line = create_fails(rt, bundle)
+    assert "exit status 3" in line and "first" in line and "late-tail" in line
+
+
+@pytest.mark.pyrt_only
+def test_a_process_a_hook_leaves_behind_does_not_hold_create(rt, bundle):
+    """A hook that succeeds is done when it exits, even if a process it started still holds its
+    output open (runc 1.5 waits for that output to end)."""
+    bundle.config["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "sleep 30 & exit 0"]}]}
+    begin = time.monotonic()
+    cid = rt.create(bundle)
+    assert time.monotonic() - begin < 10
+    rt.ok("delete", "--force", cid)
+
+
 @pytest.mark.parametrize("kind", ["createRuntime", "createContainer"])
 def test_hook_timeout_kills_it(rt, bundle, tmp_path, kind):
     pid_file = tmp_path / "hook.pid"

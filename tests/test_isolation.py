@@ -233,6 +233,13 @@ def test_cwd_is_created_if_missing(rt, bundle):
     assert not (BUSYBOX_ROOTFS / "tmp" / "deep").exists()
 
 
+@pytest.mark.parametrize("cwd", ["/tmp/a/./b", "/tmp//a//b", "/tmp/./a/b/."])
+def test_cwd_with_dot_and_double_slash_components(rt, bundle, cwd):
+    """`.` and `//` in a cwd to make: all of it is made (pyrt-init made /tmp/a and stopped)."""
+    bundle.process["cwd"] = cwd
+    assert run(rt, bundle, "pwd").strip() == "/tmp/a/b"
+
+
 def test_cwd_created_in_a_readonly_root(rt, bundle, own_rootfs):
     bundle.process["cwd"] = "/srv/app"
     assert run(rt, bundle, "pwd; touch x 2>&1 || true").split()[0] == "/srv/app"

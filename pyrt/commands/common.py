@@ -47,9 +47,11 @@ def overrides(opts: dict, relay: bool = False):
 
 
 def prepare(root: str, container_id: str, spec, opts):
-    """The parent's plan for a validated spec on this host (parent_plan.py): what only the host
-    can refuse is refused here, before any side effect. `pyrt plan` prints it."""
-    from pyrt import cgroups, parent_plan, state
+    """The plan of `create` for a validated spec on this host (steps.Plan): the parent's steps
+    (parent_plan.py) and pyrt-init's (planner.py). What only the host can refuse is refused
+    here, before any side effect. `pyrt plan` prints it."""
+    from pyrt import cgroups, host, log, parent_plan, planner, state
+    from pyrt.steps import Plan
 
     state.validate_id(container_id)
     bpf = None
@@ -57,6 +59,11 @@ def prepare(root: str, container_id: str, spec, opts):
         from pyrt import seccomp
 
         bpf = seccomp.program(spec.seccomp)
+    layout = host.probe()
     own_pidns = "pid" in spec.namespaces and spec.namespaces["pid"] is None
-    cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns)
-    return parent_plan.for_create(spec, cg, os.path.join(root, container_id), bpf, bool(opts.pid_file))
+    cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns, layout)
+    parent = parent_plan.for_create(spec, cg, os.path.join(root, container_id), bpf, bool(opts.pid_file))
+    plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
+                                trace=log.debugging(), seccomp=spec.seccomp.flags if bpf is not None else None,
+                                console=spec.process.terminal, root=root)
+    return Plan(planner.for_create(spec, layout, plan_opts).child, parent)

@@ -9,7 +9,7 @@ import sys
 
 
 def main(g, opts: dict, args: list[str]) -> int:
-    from pyrt import config, namespaces, parent_plan, planner
+    from pyrt import config, namespaces, parent_plan
     from pyrt.commands import common
     from pyrt.launch import CreateOptions
 
@@ -17,12 +17,6 @@ def main(g, opts: dict, args: list[str]) -> int:
     spec = config.load(bundle, config.Overrides(relay=True))
     for fd in namespaces.open_joined(spec).values():  # as create opens them: a bad path is refused
         os.close(fd)
-    parent = common.prepare(g.root, opts["id"], spec, CreateOptions(bundle))
-    joined = {k: 4 + i for i, k in enumerate(k for k, p in spec.namespaces.items() if p)}
-    fds = planner.Fds(fifo=3, joined=joined, console=9 if spec.process.terminal else -1,
-                      seccomp=10 if spec.seccomp else -1)
-    seccomp_flags = spec.seccomp.flags if spec.seccomp else 0
-    cg = next(a.values[0] for a in parent if a.name == "cgroup")
-    child = planner.for_create(spec, fds, planner.Options(opts["id"], seccomp_flags=seccomp_flags), cg)
-    sys.stdout.write(parent_plan.render(parent, child) + "\n")
+    plan = common.prepare(g.root, opts["id"], spec, CreateOptions(bundle))
+    sys.stdout.write(parent_plan.render(plan.parent, plan.child) + "\n")
     return 0

@@ -24,7 +24,7 @@ def main(g, opts: dict, args: list[str]) -> int:
     return code
 
 
-def run(root: str, container_id: str, opts, spec, parent: list, detach: bool) -> int:
+def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
     from pyrt import launch
     from pyrt.commands.delete import delete
     from pyrt.commands.start import start
@@ -42,7 +42,7 @@ def run(root: str, container_id: str, opts, spec, parent: list, detach: bool) ->
             relay = Relay(3 + opts.preserve_fds)
         forward = Forwarder()
     try:
-        init = launch.create(root, container_id, spec, parent, opts, console_fd=relay.child_fd if relay else -1)
+        init = launch.create(root, container_id, spec, plan, opts, console_fd=relay.child_fd if relay else -1)
     except BaseException:
         if relay:
             relay.close()

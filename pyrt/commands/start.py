@@ -14,7 +14,7 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 def start(root: str, container_id: str, init=None) -> None:
     """`run` passes its Init (it still holds the sync socket)."""
-    from pyrt import hooks
+    from pyrt import hooks, protocol
     from pyrt.state import Container
 
     c = Container.load(root, container_id)
@@ -26,7 +26,7 @@ def start(root: str, container_id: str, init=None) -> None:
             raise PyrtError("cannot start a container that has stopped") from None  # init gone
         watch = hooks.watch_start(c)  # opened before the byte goes in (see hooks.after_start)
         try:
-            os.write(fd, b"0")
+            os.write(fd, protocol.FIFO_START)
         except OSError:  # EPIPE: the init went between the open and the write
             raise PyrtError("cannot start a container that has stopped") from None
         finally:

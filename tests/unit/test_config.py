@@ -291,12 +291,13 @@ def test_any_json_anywhere_is_a_config_error_or_a_spec(bundle_dir, place, value,
     except PyrtError as e:
         assert str(e).startswith("config.json: ") and "\n" not in str(e)
         return
-    from pyrt import cgroups, cgwrites, planner
+    from pyrt import cgroups, cgwrites, host, planner
 
-    cg = cgroups.Cgroup.for_spec(s.cgroups_path, "prop")
-    planner.for_create(s, planner.Fds(3, console=9), planner.Options("prop"), cg)
+    layout = host.HostLayout(v2_controllers=frozenset(("cpu", "cpuset", "io", "memory", "pids", "hugetlb")))
+    planner.for_create(s, layout, planner.Options("prop", seccomp=0 if s.seccomp else None, console=True))
     try:
-        cgwrites.writes(s.resources, cg, device_nodes=s.devices)
+        cgwrites.writes(s.resources, cgroups.Cgroup.for_spec(s.cgroups_path, "prop", host=layout),
+                        device_nodes=s.devices)
     except PyrtError as e:
         assert str(e).startswith("config.json: linux.resources") and "\n" not in str(e), str(e)
 

@@ -39,7 +39,8 @@ def imports(path: Path, known: dict[str, Path]) -> set[str]:
         else:
             continue
         out.update(n for n in names if n in known and n != "pyrt")
-    out.discard(module_name(path))
+    if path.is_relative_to(PYRT):
+        out.discard(module_name(path))
     return out
 
 
