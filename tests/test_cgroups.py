@@ -341,13 +341,17 @@ def test_undo_walks_past_a_parent_that_is_gone(rt, bundle, tmp_path):
     leave it in every hierarchy."""
     top, mid = f"pyrt-test-{uuid.uuid4().hex[:8]}", "sub"
     bases = [UNIFIED, *dict.fromkeys(cgroupfs.v1_mounts().values())] if not V2_HOST else [UNIFIED]
-    for b in bases:  # what earlier containers left: parents pyrt made, shared
-        (b / top / mid).mkdir(parents=True)
-        for d in (b / top, b / top / mid):
-            os.setxattr(d, "trusted.pyrt.created", b"1")
-            for name in ("cpuset.cpus", "cpuset.mems"):
-                if (d / name).exists() and not (d / name).read_text().strip():
-                    (d / name).write_text((d.parent / name).read_text())
+
+    def shared_parents():  # what earlier containers left: parents pyrt made, shared
+        for b in bases:
+            (b / top / mid).mkdir(parents=True, exist_ok=True)
+            for d in (b / top, b / top / mid):
+                os.setxattr(d, "trusted.pyrt.created", b"1")
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    if (d / name).exists() and not (d / name).read_text().strip():
+                        (d / name).write_text((d.parent / name).read_text())
+
+    shared_parents()
     try:
         cid = rt.new_id()
         bundle.config["linux"]["cgroupsPath"] = f"/{top}/{mid}/{cid}"
@@ -356,7 +360,8 @@ def test_undo_walks_past_a_parent_that_is_gone(rt, bundle, tmp_path):
         trace = tmp_path / "trace"  # a first create, traced: which mkdir makes the leaf
         quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
         subprocess.run(["strace", "-o", str(trace), "-e", "trace=mkdir", *argv], check=True, **quiet)
-        rt.ok("delete", "--force", cid)
+        rt.ok("delete", "--force", cid)  # which took the empty shared parents along: again
+        shared_parents()
         calls = [line for line in trace.read_text().splitlines() if line.startswith("mkdir(")]
         leaf = 1 + next(i for i, line in enumerate(calls) if f"/{top}/{mid}/{cid}" in line)
         subprocess.run(["strace", "-o", "/dev/null", "-e", "trace=mkdir", "-e", f"inject=mkdir:signal=KILL:when={leaf}",
