@@ -83,6 +83,14 @@ def test_course_is_complete():
             assert section in text, f"{page.name} lacks `{section}`"
 
 
+def test_course_names_files_that_exist():
+    """"What just happened" points students at modules and C files: each must exist (a restructure
+    that moves a function must move the lab's pointer with it)."""
+    for page in PAGES:
+        for path in re.findall(r"`((?:pyrt|native)/[\w/.-]+\.(?:py|c|h))", page.read_text()):
+            assert (REPO / path).exists(), f"{page.name} names {path}, which does not exist"
+
+
 @pytest.mark.parametrize("expected, actual, ok", [
     ("hello\n", "hello\n", True),
     ("hello\n", "hellO\n", False),
