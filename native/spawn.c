@@ -42,6 +42,28 @@ static void __attribute__((noreturn)) child_failed(int sync_fd, int err)
 	_exit(127);
 }
 
+/*
+ * In a new user namespace the child has no ids yet, and an execve by a process that is not the
+ * namespace's root drops the capabilities it holds there. So before execveat: wait for the parent
+ * to write uid_map and gid_map (pyrt/userns.py: SYNC_MAPPED; end-of-file: the parent is gone),
+ * then become root of the namespace. setgroups is cleared unless the parent denied it (rootless).
+ * Raw syscalls: glibc's setxid wrappers synchronise threads this child does not have.
+ */
+static void become_ns_root(int sync_fd)
+{
+	char msg[32];
+	ssize_t n;
+	do
+		n = read(sync_fd, msg, sizeof msg);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)strlen(SYNC_MAPPED) || memcmp(msg, SYNC_MAPPED, (size_t)n) != 0)
+		_exit(127);
+	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+		child_failed(sync_fd, errno);
+	if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM)
+		child_failed(sync_fd, errno);
+}
+
 long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd, int plan_fd,
 		const int *keep, int nkeep, int *pidfd)
 {
@@ -66,6 +88,8 @@ long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd
 		return pid;
 
 	/* child: only async-signal-safe work from here to execveat */
+	if (flags & CLONE_NEWUSER)
+		become_ns_root(sync_fd);
 	for (int i = 0; i < nkeep; i++)
 		if (fcntl(keep[i], F_SETFD, 0) < 0)
 			child_failed(sync_fd, errno);

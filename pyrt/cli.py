@@ -545,5 +545,10 @@ def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
         profile = seccomp.parse(spec.seccomp)
     plan_opts = planner.Options(opts["id"], seccomp=profile.flags if profile else None, console=True, root=g.root)
     plan = planner.for_create(spec, host.probe(), plan_opts)
+    from pyrt import userns
+
+    parent = userns.parent_steps(spec)
+    if parent:
+        sys.stdout.write("parent, between clone3 and go:\n" + "".join(f"  -   {s}\n" for s in parent) + "init:\n")
     sys.stdout.write(steps.render(plan.child) + "\n")
     return 0

@@ -63,6 +63,10 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         except OSError as e:
             raise PyrtError(f"create {c.fifo}: {os.strerror(e.errno).lower()}") from None
         fds.update((slot, above(fd, floor)) for slot, fd in namespaces.open_joined(spec).items())
+        if spec.namespaces.get("user"):
+            from pyrt import userns
+
+            userns.check_joined(spec, fds[namespaces.slot("user")])
         terminal = spec.process is not None and spec.process.terminal
         if terminal and console_fd < 0 and opts.console_socket:
             fds["console"] = above(_connect(opts.console_socket), floor)
@@ -80,6 +84,10 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
             os.close(cgroup_fd)
         # journaled before "go": killed before this line, the init reads end-of-file and exits
         journal.record(c.dir_fd, "process", pid=init.pid, start=state.proc_start_time(init.pid))
+        if spec.namespaces.get("user", "") is None:  # a new one: its ids, before the child goes on
+            from pyrt import userns
+
+            userns.write_maps(init.pid, init.sock, spec.uid_mappings, spec.gid_mappings)
         if net:  # the new network namespace exists since clone3: held, even if pyrt-init fails
             netns = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         _close_ours(fds, console_fd)

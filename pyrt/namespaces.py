@@ -12,7 +12,7 @@ from pyrt.steps import Fd, Step
 # Joining order: the user namespace first (it grants the rights to join the others), the mount
 # namespace late (afterwards host paths may be gone).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
-UNSUPPORTED = ("user", "time")
+UNSUPPORTED = ("time",)
 NS_GET_NSTYPE = 0xB703
 
 
@@ -20,6 +20,11 @@ def check(spec: Spec) -> None:
     for kind in UNSUPPORTED:
         if kind in spec.namespaces:
             raise PyrtError(f'config.json: linux.namespaces: the "{kind}" namespace is not supported by pyrt yet')
+    if "user" in spec.namespaces and spec.namespaces["user"] is None:
+        others = [k for k in joined(spec) if k != "user"]
+        if others:  # they would be joined from inside the new user namespace, which owns none of them
+            raise PyrtError(f'config.json: linux.namespaces: a new user namespace with the "{others[0]}" namespace '
+                            "joined by path is not supported by pyrt")
     for key, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
         # without a uts namespace of its own, the container would rename the host (runc refuses
         # that too: `unable to set domainname without a private UTS namespace`); a joined one is
@@ -32,12 +37,24 @@ def check(spec: Spec) -> None:
 
 def clone_flags(spec: Spec) -> int:
     """Flags for clone3: every new namespace but cgroup, which init unshares once it is in
-    all its cgroups (v1 ones: join-cgroups), so the namespace's root is the container's cgroup."""
-    flags = 0
+    all its cgroups (v1 ones: join-cgroups), so the namespace's root is the container's cgroup,
+    and those it unshares after joining others (late()). A new user namespace comes with clone3:
+    the kernel makes it first and the other new namespaces its own."""
+    flags, skip = 0, late(spec)
     for kind, path in spec.namespaces.items():
-        if path is None and kind != "cgroup":
+        if path is None and kind != "cgroup" and kind not in skip:
             flags |= CLONE[kind]
     return flags
+
+
+def late(spec: Spec) -> list[str]:
+    """New namespaces pyrt-init unshares itself, after the setns steps, rather than clone3: all of
+    them under a joined user namespace (they must be owned by it, as runc makes them; clone3 would
+    make them the host's). None else: a new user namespace with other namespaces joined by path is
+    refused by check()."""
+    if not spec.namespaces.get("user"):
+        return []
+    return [k for k, path in spec.namespaces.items() if path is None and k != "cgroup"]
 
 
 def open_joined(spec: Spec) -> dict[str, int]:
@@ -77,8 +94,15 @@ def slot(kind: str) -> str:
     return f"ns:{kind}"
 
 
-def join_steps(kinds: list[str]) -> list[Step]:
-    steps = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
-    if "pid" in kinds:
-        steps.append(Step("fork"))
-    return steps
+def steps(spec: Spec) -> list[Step]:
+    """Join the namespaces given by path (the user namespace first: it grants the rights to join
+    and make the others), unshare the late() ones, and fork if the process must be inside a pid
+    namespace it joined or made by unshare (only children enter it)."""
+    kinds = joined(spec)
+    out = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
+    new = late(spec)
+    if new:
+        out.append(Step("unshare", sum(CLONE[k] for k in new)))
+    if "pid" in kinds or "pid" in new:
+        out.append(Step("fork"))
+    return out

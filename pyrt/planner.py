@@ -13,8 +13,8 @@ from pyrt import cgroups, devices, hooks, mounts, namespaces, process
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
-from pyrt.kernel import CLONE, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, PROPAGATION
-from pyrt.spec import Process, Spec
+from pyrt.kernel import CLONE, FLAGS, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, PROPAGATION
+from pyrt.spec import Mount, Process, Spec
 from pyrt.steps import Fd, Plan, Step
 
 
@@ -45,7 +45,7 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
     #    namespaces: the new ones came with clone3; join the others; the cgroup one last
     steps += join_cgroups_steps(host)
-    steps += namespaces.join_steps(namespaces.joined(spec))
+    steps += namespaces.steps(spec)
     if "cgroup" in new:
         steps.append(Step("unshare", CLONE["cgroup"]))
     if proc.oom_score_adj is not None:
@@ -60,7 +60,7 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
             steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
                                          m.type)
         else:
-            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
+            steps.append(mounts.mount_step(userns_mount(m, spec, new), mounts.options(m, i), spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
         if not opts.console:
@@ -105,6 +105,18 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps += hooks.steps("startContainer", spec.hooks)
     steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)
+
+
+def userns_mount(m: Mount, spec: Spec, new: set[str]) -> Mount:
+    """In a user namespace, as runc: sysfs only in a network namespace of the container's own,
+    mqueue only in its own ipc namespace (the kernel's rule); else the host's, bound (recursive
+    for /sys)."""
+    if "user" not in spec.namespaces:
+        return m
+    for fstype, owner, host, bind in (("sysfs", "network", "/sys", "rbind"), ("mqueue", "ipc", "/dev/mqueue", "bind")):
+        if m.type == fstype and owner not in new:
+            return Mount(m.destination, "bind", host, [bind, *(o for o in m.options if o in FLAGS)])
+    return m
 
 
 def join_cgroups_steps(host: HostLayout) -> list[Step]:

@@ -352,6 +352,56 @@ def _mount(m: _Reader) -> Mount:
     return mount
 
 
+#: The kernel's limit on the lines of a uid_map or gid_map (UID_GID_MAP_MAX_EXTENTS).
+MAX_EXTENTS = 340
+
+
+def mappings(r: _Reader, key: str) -> list[tuple[int, int, int]]:
+    """uidMappings or gidMappings (of linux, or of a mount) as (containerID, hostID, size),
+    checked as the kernel would check the map written from them, so a bad one fails at the gate
+    with the field's name and not as EINVAL from a uid_map write: sizes of at least 1, ranges
+    within the 32-bit ids (the last, 4294967295, is "no id"), neither the container's nor the
+    host's ranges overlapping, at most 340 lines."""
+    out = []
+    for m in r.items(key):
+        cid, hid, size = m.uint("containerID"), m.uint("hostID"), m.uint("size")
+        if size == 0:
+            m.fail("must be at least 1", "size")
+        for name, start in (("containerID", cid), ("hostID", hid)):
+            if start + size > 1 << 32 or start + size - 1 == 0xFFFFFFFF:
+                m.fail(f"{name} + size goes past the last id 4294967294", "size")
+        out.append((cid, hid, size))
+    if len(out) > MAX_EXTENTS:
+        r.fail(f"{len(out)} mappings: the kernel takes at most {MAX_EXTENTS}", key)
+    for side, name in ((0, "containerID"), (1, "hostID")):
+        ranges = sorted((m[side], m[side] + m[2], i) for i, m in enumerate(out))
+        for (_, end, i), (start, _, j) in zip(ranges, ranges[1:], strict=False):
+            if start < end:
+                r.fail(f"entries {min(i, j)} and {max(i, j)} overlap ({name} ranges)", key)
+    return out
+
+
+def mapped(maps: list[tuple[int, int, int]], cid: int) -> bool:
+    """Whether container id `cid` has a host id in `maps`."""
+    return any(c <= cid < c + size for c, _, size in maps)
+
+
+def _check_userns(lx: _Reader, s: Spec) -> None:
+    """Mappings belong to a user namespace: refused without one (runc ignores them: they would
+    map nothing); a new one needs both, with the container's root and process ids in them (as
+    runc: pyrt-init becomes the namespace's root before it execs)."""
+    for key, maps in (("uidMappings", s.uid_mappings), ("gidMappings", s.gid_mappings)):
+        if maps and "user" not in s.namespaces:
+            lx.fail("mappings without a user namespace (linux.namespaces has none)", key)
+        if "user" in s.namespaces and s.namespaces["user"] is None:
+            if not maps:
+                lx.fail("a new user namespace needs mappings", key)
+            ids = [0] + ([s.process.uid if key[0] == "u" else s.process.gid] if s.process else [])
+            for i in ids:
+                if not mapped(maps, i):
+                    lx.fail(f"user namespaces enabled, but no mapping found for {key[0]}id {i}", key)
+
+
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
@@ -391,11 +441,8 @@ def _linux(lx: _Reader, s: Spec) -> None:
         if kind in s.namespaces:
             ns.fail(f'namespace "{kind}" is listed twice', "type")
         s.namespaces[kind] = ns.get("path", str) or None
-    for key, out in (("uidMappings", s.uid_mappings), ("gidMappings", s.gid_mappings)):
-        for m in lx.items(key):
-            out.append((m.uint("containerID"), m.uint("hostID"), m.uint("size")))
-        if out and "user" not in s.namespaces:  # runc ignores them; they would map nothing
-            lx.fail("mappings without a user namespace (linux.namespaces has none)", key)
+    s.uid_mappings, s.gid_mappings = mappings(lx, "uidMappings"), mappings(lx, "gidMappings")
+    _check_userns(lx, s)
     for d in lx.items("devices"):
         path = d.get("path", str, required=True)
         kind = d.get("type", str, required=True)

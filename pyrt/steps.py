@@ -275,7 +275,7 @@ TYPES = {t.name: t for t in (
     StepType("setns", "fd:f nstype:u",
              lambda s: f"join the {_namespace_names(s['nstype'])} namespace(s) behind {s['fd']}"),
     StepType("unshare", "flags:u",
-             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace (now that we are in our cgroups)"),
+             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)"),
     StepType("join-cgroups", "tasks:F", lambda s: "move into the container's cgroup v1 hierarchies (write 0 to "
              f"the tasks files {', '.join(map(str, s['tasks']))})"),
     StepType("fork", "", "fork into the joined pid namespace; the child goes on"),

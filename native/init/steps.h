@@ -4,6 +4,7 @@
 #define PYRT_STEPS_H
 
 /* The sync messages (pyrt/protocol.py) */
+#define SYNC_MAPPED "mapped"
 #define SYNC_GO "go"
 #define SYNC_STEP "step"
 #define SYNC_PID "pid"

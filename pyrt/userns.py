@@ -1,0 +1,121 @@
+"""User namespaces, the parent's half: the id maps of a new one, the check of a joined one.
+
+A new user namespace comes with clone3 (the kernel makes it first, and owns the container's other
+new namespaces by it). Its child starts with no ids in it: before it becomes pyrt-init it waits
+in native/spawn.c for the parent to write /proc/PID/uid_map and gid_map (only a process outside
+the namespace with CAP_SETUID/CAP_SETGID over it can map other ids than its own) and to say so
+(protocol.MAPPED); it then becomes the namespace's root (setresgid, setresuid 0) so that its
+execve keeps the full capabilities it has there.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrt import protocol
+from pyrt.errors import PyrtError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pyrt.spec import Spec
+
+#: (containerID, hostID, size) triples, as spec.mappings reads them
+Mappings = list
+
+def map_text(maps: Mappings) -> bytes:
+    """A uid_map/gid_map as the kernel takes it: all lines in one write."""
+    return "".join(f"{c} {h} {n}\n" for c, h, n in maps).encode()
+
+
+def deny_setgroups() -> bool:
+    """Whether setgroups must be denied before gid_map is written: the kernel requires it of a
+    writer without CAP_SETGID in the parent namespace (pyrt run by a user); root keeps
+    setgroups, which the container's process needs for its additionalGids."""
+    return os.geteuid() != 0
+
+
+def parent_steps(spec: Spec) -> list[str]:
+    """What the parent does for a new user namespace, between clone3 and "go", for `pyrt plan`."""
+    if "user" not in spec.namespaces or spec.namespaces["user"] is not None:
+        return []
+    out = [f"write uid_map of the init: {_say(spec.uid_mappings)}"]
+    if deny_setgroups():
+        out.append('write "deny" to setgroups of the init (no CAP_SETGID outside)')
+    out.append(f"write gid_map of the init: {_say(spec.gid_mappings)}")
+    out.append("tell the init its ids are mapped: it becomes root of its user namespace, then pyrt-init")
+    return out
+
+
+def _say(maps: Mappings) -> str:
+    return ", ".join(f"{c}-{c + n - 1} -> {h}-{h + n - 1}" for c, h, n in maps)
+
+
+def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings) -> None:
+    """Map the ids of the new user namespace of the child `pid` (waiting in spawn.c), then
+    let it go on by `sock`, its sync socket."""
+    proc = f"/proc/{pid}"
+    writes = [("uid_map", map_text(uid_maps))]
+    if deny_setgroups():
+        writes.append(("setgroups", b"deny"))
+    writes.append(("gid_map", map_text(gid_maps)))
+    for name, data in writes:
+        try:
+            fd = os.open(f"{proc}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise PyrtError(f"write {proc}/{name}: {os.strerror(e.errno).lower()}") from None
+    try:
+        os.write(sock, protocol.MAPPED)
+    except OSError as e:
+        raise PyrtError(f"unable to start container process: {os.strerror(e.errno).lower()}") from None
+
+
+def read_maps(fd: int) -> tuple[Mappings, Mappings]:
+    """The uid and gid maps of the user namespace behind `fd`, read by a child that joins it
+    (a namespace's maps are seen through a process inside it)."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.close(r)
+            os.setns(fd, os.CLONE_NEWUSER)
+            data = b""
+            for name in ("uid_map", "gid_map"):
+                with open(f"/proc/self/{name}", "rb") as f:
+                    data += f.read() + b"\0"
+            os.write(w, data)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.close(w)
+    chunks = []
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise PyrtError("config.json: linux.namespaces: cannot read the mappings of the user namespace")
+    uid, gid = b"".join(chunks).split(b"\0")[:2]
+    return _parse(uid), _parse(gid)
+
+
+def _parse(text: bytes) -> Mappings:
+    return [tuple(int(x) for x in line.split()) for line in text.decode().splitlines() if line.strip()]
+
+
+def check_joined(spec: Spec, fd: int) -> None:
+    """As runc: mappings given with a joined user namespace must be the namespace's own (in any
+    order); none given is fine."""
+    if not spec.uid_mappings and not spec.gid_mappings:
+        return
+    uid, gid = read_maps(fd)
+    for key, want, have in (("uidMappings", spec.uid_mappings, uid), ("gidMappings", spec.gid_mappings, gid)):
+        if want and sorted(want) != sorted(have):
+            raise PyrtError(f"config.json: linux.{key}: do not match the mappings of the joined user namespace "
+                            f"{spec.namespaces['user']}")
