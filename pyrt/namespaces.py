@@ -100,6 +100,8 @@ def steps(spec: Spec) -> list[Step]:
     namespace it joined or made by unshare (only children enter it)."""
     kinds = joined(spec)
     out = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
+    if "user" in kinds:  # its root: what the other namespaces it owns are made and joined as
+        out.insert(1, Step("ns-root"))
     new = late(spec)
     if new:
         out.append(Step("unshare", sum(CLONE[k] for k in new)))

@@ -60,7 +60,8 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
             steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
                                          m.type)
         else:
-            steps.append(mounts.mount_step(userns_mount(m, spec, new), mounts.options(m, i), spec.bundle))
+            m = userns_mount(m, spec, new)
+            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
         if not opts.console:

@@ -276,6 +276,7 @@ TYPES = {t.name: t for t in (
              lambda s: f"join the {_namespace_names(s['nstype'])} namespace(s) behind {s['fd']}"),
     StepType("unshare", "flags:u",
              lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)"),
+    StepType("ns-root", "", "become root of the joined user namespace (its uid and gid 0, no groups)"),
     StepType("join-cgroups", "tasks:F", lambda s: "move into the container's cgroup v1 hierarchies (write 0 to "
              f"the tasks files {', '.join(map(str, s['tasks']))})"),
     StepType("fork", "", "fork into the joined pid namespace; the child goes on"),

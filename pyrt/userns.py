@@ -80,8 +80,13 @@ def read_maps(fd: int) -> tuple[Mappings, Mappings]:
     pid = os.fork()
     if pid == 0:  # pragma: no cover (the child)
         try:
+            import ctypes  # os.setns is Python 3.12's
+
+            from pyrt.kernel import CLONE
+
             os.close(r)
-            os.setns(fd, os.CLONE_NEWUSER)
+            if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE["user"]) < 0:
+                os._exit(1)
             data = b""
             for name in ("uid_map", "gid_map"):
                 with open(f"/proc/self/{name}", "rb") as f:

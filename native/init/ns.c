@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "init.h"
@@ -24,6 +25,20 @@ void step_setns(const union arg *a)
 {
 	CHECK(setns(a[0].fd, (int)a[1].u));
 	close(a[0].fd);
+}
+
+/*
+ * ns-root: after joining a user namespace our host ids (root's) may have no id in it: files we
+ * make would fail with EOVERFLOW. Become its root, keeping the capabilities setns gave us
+ * (a change to uid 0 of the namespace keeps them).
+ */
+void step_ns_root(const union arg *a)
+{
+	(void)a;
+	CHECK(setresgid(0, 0, 0));
+	CHECK(setresuid(0, 0, 0));
+	if (setgroups(0, NULL) < 0 && errno != EPERM)   /* EPERM: setgroups denied in that namespace */
+		fail(errno, "setgroups");
 }
 
 /*

@@ -19,6 +19,7 @@ enum step_id {
 	STEP_TRACE,
 	STEP_SETNS,
 	STEP_UNSHARE,
+	STEP_NS_ROOT,
 	STEP_JOIN_CGROUPS,
 	STEP_FORK,
 	STEP_OOM_SCORE_ADJ,
@@ -68,6 +69,7 @@ union arg;
 void step_trace(const union arg *a);
 void step_setns(const union arg *a);
 void step_unshare(const union arg *a);
+void step_ns_root(const union arg *a);
 void step_join_cgroups(const union arg *a);
 void step_fork(const union arg *a);
 void step_oom_score_adj(const union arg *a);
@@ -120,6 +122,7 @@ static const struct step_type {
 	[STEP_TRACE] = { "trace", "", { 0 } },
 	[STEP_SETNS] = { "setns", "fu", { "fd", "nstype" } },
 	[STEP_UNSHARE] = { "unshare", "u", { "flags" } },
+	[STEP_NS_ROOT] = { "ns-root", "", { 0 } },
 	[STEP_JOIN_CGROUPS] = { "join-cgroups", "F", { "tasks" } },
 	[STEP_FORK] = { "fork", "", { 0 } },
 	[STEP_OOM_SCORE_ADJ] = { "oom-score-adj", "i", { "value" } },
@@ -169,6 +172,7 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_TRACE] = step_trace,
 	[STEP_SETNS] = step_setns,
 	[STEP_UNSHARE] = step_unshare,
+	[STEP_NS_ROOT] = step_ns_root,
 	[STEP_JOIN_CGROUPS] = step_join_cgroups,
 	[STEP_FORK] = step_fork,
 	[STEP_OOM_SCORE_ADJ] = step_oom_score_adj,
