@@ -12,14 +12,10 @@ from pyrt.steps import Fd, Step
 # Joining order: the user namespace first (it grants the rights to join the others), the mount
 # namespace late (afterwards host paths may be gone).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
-UNSUPPORTED = ("time",)
 NS_GET_NSTYPE = 0xB703
 
 
 def check(spec: Spec) -> None:
-    for kind in UNSUPPORTED:
-        if kind in spec.namespaces:
-            raise PyrtError(f'config.json: linux.namespaces: the "{kind}" namespace is not supported by pyrt yet')
     if "user" in spec.namespaces and spec.namespaces["user"] is None:
         others = [k for k in joined(spec) if k != "user"]
         if others:  # they would be joined from inside the new user namespace, which owns none of them
@@ -50,13 +46,14 @@ def clone_flags(spec: Spec) -> int:
 def late(spec: Spec) -> list[str]:
     """New namespaces pyrt-init unshares itself, after the setns steps, rather than clone3: all of
     them under a joined user namespace (they must be owned by it, as runc makes them; clone3 would
-    make them the host's). None else: a new user namespace with other namespaces joined by path is
-    refused by check()."""
-    if not spec.namespaces.get("user"):
-        return []
-    return [k for k, path in spec.namespaces.items() if path is None and k != "cgroup"]
-
-
+    make them the host's); a new time namespace, whose offsets must be written before its first
+    process enters it (unshare, write, then a fork enters it), and with it a new pid namespace, so
+    that the forked process is its init. (A new user namespace with other namespaces joined by path
+    is refused by check().)"""
+    new = [k for k, path in spec.namespaces.items() if path is None and k != "cgroup"]
+    if spec.namespaces.get("user"):
+        return new
+    return [k for k in new if k in ("time", "pid")] if "time" in new else []
 def open_joined(spec: Spec) -> dict[str, int]:
     """Open each namespace given by path, checking it is of the type it claims to be; by fd
     slot (`ns:<type>`)."""
@@ -96,8 +93,9 @@ def slot(kind: str) -> str:
 
 def steps(spec: Spec) -> list[Step]:
     """Join the namespaces given by path (the user namespace first: it grants the rights to join
-    and make the others), unshare the late() ones, and fork if the process must be inside a pid
-    namespace it joined or made by unshare (only children enter it)."""
+    and make the others), unshare the late() ones (a new time namespace's offsets written then),
+    and fork if the process must be inside a pid or time namespace it joined or made by unshare
+    (only children enter those)."""
     kinds = joined(spec)
     out = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
     if "user" in kinds:  # its root: what the other namespaces it owns are made and joined as
@@ -105,6 +103,9 @@ def steps(spec: Spec) -> list[Step]:
     new = late(spec)
     if new:
         out.append(Step("unshare", sum(CLONE[k] for k in new)))
-    if "pid" in kinds or "pid" in new:
+    if "time" in new:
+        (mono_s, mono_ns), (boot_s, boot_ns) = (spec.time_offsets.get(c, (0, 0)) for c in ("monotonic", "boottime"))
+        out.append(Step("time-offsets", mono_s, mono_ns, boot_s, boot_ns))
+    if "pid" in kinds or "pid" in new or "time" in new:
         out.append(Step("fork"))
     return out

@@ -83,7 +83,7 @@ class Spec:
         "bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
         "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
         "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-        "sysctl", "seccomp", "personality",
+        "sysctl", "seccomp", "personality", "time_offsets",
     )
 
     def __init__(self) -> None:
@@ -110,6 +110,8 @@ class Spec:
         self.seccomp: dict | None = None
         #: linux.personality's domain as personality(2) takes it, or None to leave it alone
         self.personality: int | None = None
+        #: linux.timeOffsets: clock ("monotonic", "boottime") -> (seconds, nanoseconds)
+        self.time_offsets: dict[str, tuple[int, int]] = {}
 
 
 # ----------------------------------------------------------------------------- field readers
@@ -402,6 +404,31 @@ def _check_userns(lx: _Reader, s: Spec) -> None:
                     lx.fail(f"user namespaces enabled, but no mapping found for {key[0]}id {i}", key)
 
 
+def time_offsets(lx: _Reader, s: Spec) -> dict[str, tuple[int, int]]:
+    """linux.timeOffsets: per clock its offset in a new time namespace, as /proc/PID/timens_offsets
+    takes it (seconds a signed 64-bit number, nanoseconds 0-999999999); only with a new time
+    namespace (runc's words), whose offsets are written before any process enters it."""
+    offsets = lx.child("timeOffsets")
+    if not offsets:
+        return {}
+    out = {}
+    for clock in offsets.obj:
+        if clock not in ("monotonic", "boottime"):
+            offsets.fail(f'unknown clock "{clock}" (monotonic or boottime)')
+        o = offsets.child(clock, required=True)
+        secs = o.get("secs", int, 0)
+        if not -(1 << 63) <= secs < 1 << 63:
+            o.fail("must be a signed 64-bit number of seconds", "secs")
+        nanos = o.get("nanosecs", int, 0)
+        if not 0 <= nanos < 1_000_000_000:
+            o.fail("must be between 0 and 999999999", "nanosecs")
+        out[clock] = (secs, nanos)
+    if out and ("time" not in s.namespaces or s.namespaces["time"]):
+        lx.fail("time namespace offsets specified, but time namespace isn't enabled in the config"
+                + (" (a joined one has its offsets)" if s.namespaces.get("time") else ""), "timeOffsets")
+    return out
+
+
 HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 
 
@@ -491,6 +518,6 @@ def _linux(lx: _Reader, s: Spec) -> None:
         s.personality = PERSONALITIES[domain]
     lx.refuse("intelRdt", "Intel RDT")
     lx.refuse("mountLabel", "SELinux")
-    lx.refuse("timeOffsets", "the time namespace")
+    s.time_offsets = time_offsets(lx, s)
     lx.refuse("netDevices", "linux.netDevices")
     lx.refuse("memoryPolicy", "linux.memoryPolicy")

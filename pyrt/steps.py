@@ -276,10 +276,13 @@ TYPES = {t.name: t for t in (
              lambda s: f"join the {_namespace_names(s['nstype'])} namespace(s) behind {s['fd']}"),
     StepType("unshare", "flags:u",
              lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)"),
+    StepType("time-offsets", "monotonic_s:i monotonic_ns:i boottime_s:i boottime_ns:i",
+             "set the new time namespace's offsets: monotonic {monotonic_s}s {monotonic_ns}ns, boottime "
+             "{boottime_s}s {boottime_ns}ns (before its first process, the fork below, enters it)"),
     StepType("ns-root", "", "become root of the joined user namespace (its uid and gid 0, no groups)"),
     StepType("join-cgroups", "tasks:F", lambda s: "move into the container's cgroup v1 hierarchies (write 0 to "
              f"the tasks files {', '.join(map(str, s['tasks']))})"),
-    StepType("fork", "", "fork into the joined pid namespace; the child goes on"),
+    StepType("fork", "", "fork into the pid (or time) namespace joined or unshared; the child goes on"),
     StepType("oom-score-adj", "value:i", "set oom_score_adj {value}"),
     StepType("propagation", "target:s flags:u", _propagation),
     StepType("root", "path:s", "bind {path} onto itself: the new root must be a mount point"),

@@ -172,7 +172,7 @@ ROWS = [
     row("namespaces/user-with-mappings", Scenario("userns", ids_mapped()), "stage", "error", "words:permission denied"),
     row("namespaces/time-with-offsets", Scenario("timens", linux(namespaces=[{"type": t} for t in (*BASE_NS, "time")],
                                                                  timeOffsets={"monotonic": {"secs": 86400}})),
-        "stage", "ns", differs="the time namespace (linux.timeOffsets) is refused; runc 1.5 runs it"),
+        "stage", "ns"),
     # linux.devices
     row("devices/char", Scenario("dev-char", linux(devices=[{"path": "/dev/fuse", "type": "c", "major": 10,
                                                               "minor": 229, "fileMode": 0o640, "uid": 1, "gid": 2}])),

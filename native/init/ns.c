@@ -28,6 +28,24 @@ void step_setns(const union arg *a)
 }
 
 /*
+ * time-offsets MONO_S MONO_NS BOOT_S BOOT_NS: after unshare(CLONE_NEWTIME) our children's time
+ * namespace is new and empty: its offsets can be written until a process enters it (the fork
+ * step). /proc/self/timens_offsets names the namespace of our children.
+ */
+void step_time_offsets(const union arg *a)
+{
+	char text[160];
+	int n = snprintf(text, sizeof text, "monotonic %lld %lld\nboottime %lld %lld\n",
+			 a[0].i, a[1].i, a[2].i, a[3].i);
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "open /proc/self/timens_offsets");
+	if (write(fd, text, (size_t)n) != n)
+		fail(errno, "write /proc/self/timens_offsets");
+	close(fd);
+}
+
+/*
  * ns-root: after joining a user namespace our host ids (root's) may have no id in it: files we
  * make would fail with EOVERFLOW. Become its root, keeping the capabilities setns gave us
  * (a change to uid 0 of the namespace keeps them).

@@ -19,6 +19,7 @@ enum step_id {
 	STEP_TRACE,
 	STEP_SETNS,
 	STEP_UNSHARE,
+	STEP_TIME_OFFSETS,
 	STEP_NS_ROOT,
 	STEP_JOIN_CGROUPS,
 	STEP_FORK,
@@ -69,6 +70,7 @@ union arg;
 void step_trace(const union arg *a);
 void step_setns(const union arg *a);
 void step_unshare(const union arg *a);
+void step_time_offsets(const union arg *a);
 void step_ns_root(const union arg *a);
 void step_join_cgroups(const union arg *a);
 void step_fork(const union arg *a);
@@ -122,6 +124,7 @@ static const struct step_type {
 	[STEP_TRACE] = { "trace", "", { 0 } },
 	[STEP_SETNS] = { "setns", "fu", { "fd", "nstype" } },
 	[STEP_UNSHARE] = { "unshare", "u", { "flags" } },
+	[STEP_TIME_OFFSETS] = { "time-offsets", "iiii", { "monotonic_s", "monotonic_ns", "boottime_s", "boottime_ns" } },
 	[STEP_NS_ROOT] = { "ns-root", "", { 0 } },
 	[STEP_JOIN_CGROUPS] = { "join-cgroups", "F", { "tasks" } },
 	[STEP_FORK] = { "fork", "", { 0 } },
@@ -172,6 +175,7 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_TRACE] = step_trace,
 	[STEP_SETNS] = step_setns,
 	[STEP_UNSHARE] = step_unshare,
+	[STEP_TIME_OFFSETS] = step_time_offsets,
 	[STEP_NS_ROOT] = step_ns_root,
 	[STEP_JOIN_CGROUPS] = step_join_cgroups,
 	[STEP_FORK] = step_fork,
