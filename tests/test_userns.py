@@ -271,3 +271,15 @@ def test_features_lists_user():
 
     out = json.loads(subprocess.run([BINARY, "features"], capture_output=True, text=True, check=True).stdout)
     assert "user" in out["linux"]["namespaces"]
+
+
+def test_with_a_time_namespace(rt, ubundle):
+    """The time (and pid) namespace unshared inside the new user namespace, owned by it."""
+    import time
+
+    ubundle.config["linux"]["namespaces"].append({"type": "time"})
+    ubundle.config["linux"]["timeOffsets"] = {"boottime": {"secs": 86400}}
+    before = time.clock_gettime(time.CLOCK_BOOTTIME)
+    out = run(rt, ubundle, "cat /proc/uptime; cat /proc/self/uid_map; echo $$").splitlines()
+    assert before + 86400 - 1 <= float(out[0].split()[0]) <= time.clock_gettime(time.CLOCK_BOOTTIME) + 86400 + 1
+    assert out[1].split() == ["0", str(HOST), str(SIZE)] and out[2] == "1"
