@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -102,4 +103,27 @@ long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd
 int pyrt_socketpair(int fds[2])
 {
 	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+}
+
+/*
+ * An idmapped bind of PATH, attached nowhere (an fd for pyrt-init's mount-idmapped step): a copy
+ * of its mount (RECURSIVE_CLONE: and those below it, an rbind) whose ids go through the user
+ * namespace USERNS_FD (RECURSIVE_IDMAP: every mount of the copy). Made here, by the host's root:
+ * the kernel lets only the filesystem's owner idmap it. -errno on failure (EINVAL: the
+ * filesystem cannot be idmapped).
+ */
+int pyrt_idmapped_tree(const char *path, int recursive_clone, int recursive_idmap, int userns_fd)
+{
+	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+			      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive_clone ? AT_RECURSIVE : 0));
+	if (fd < 0)
+		return -errno;
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (unsigned long long)userns_fd };
+	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive_idmap ? AT_RECURSIVE : 0),
+		    &attr, sizeof attr) < 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
 }

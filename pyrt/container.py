@@ -73,6 +73,10 @@ def create(root: str, container_id: str, opts: CreateOptions, spec: Spec, consol
         elif terminal and console_fd >= 0:
             fds["console"] = console_fd  # `run`'s own, closed by `run`
         fds.update((slot, above(fd, floor)) for slot, fd in cg.open_v1_tasks().items())  # pyrt-init joins them
+        if any(m.uid_mappings or "idmap" in m.options or "ridmap" in m.options for m in spec.mounts):
+            from pyrt import userns
+
+            fds.update((slot, above(fd, floor)) for slot, fd in userns.idmapped_trees(spec).items())
         plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
                                     trace=log.debugging(), seccomp=bpf[1] if bpf else None,
                                     console="console" in fds, root=root)

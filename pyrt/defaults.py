@@ -57,7 +57,7 @@ def features() -> dict:
     """The runtime-spec features document: only what this pyrt really does."""
     from pyrt import capabilities, kernel, seccomp, spec
 
-    options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup"})
+    options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup", "idmap", "ridmap"})
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
@@ -78,7 +78,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

@@ -59,6 +59,8 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
         if m.type in ("cgroup", "cgroup2"):
             steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
                                          m.type)
+        elif mounts.idmapping(m, mopts := mounts.options(m, i), i, spec.uid_mappings, spec.gid_mappings):
+            steps.append(mounts.idmapped_step(m, mopts, i, spec.bundle))
         else:
             m = userns_mount(m, spec, new)
             steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))

@@ -33,10 +33,13 @@ class ConfigError(PyrtError):
 
 
 class Mount:
-    __slots__ = ("destination", "type", "source", "options")
+    __slots__ = ("destination", "type", "source", "options", "uid_mappings", "gid_mappings")
 
     def __init__(self, destination: str, type: str, source: str, options: list[str]) -> None:
         self.destination, self.type, self.source, self.options = destination, type, source, options
+        #: an idmapped mount's own mappings (mounts[].uidMappings, gidMappings), as spec.mappings reads them
+        self.uid_mappings: list[tuple[int, int, int]] = []
+        self.gid_mappings: list[tuple[int, int, int]] = []
 
 
 class Device:
@@ -349,8 +352,10 @@ def _mount(m: _Reader) -> Mount:
         m.fail("must not be empty", "destination")
     mount = Mount(os.path.normpath("/" + dest.lstrip("/")), m.get("type", str, ""), m.get("source", str, ""),
                   m.strings("options"))
-    m.refuse("uidMappings", "idmapped mounts")
-    m.refuse("gidMappings", "idmapped mounts")
+    mount.uid_mappings, mount.gid_mappings = mappings(m, "uidMappings"), mappings(m, "gidMappings")
+    if bool(mount.uid_mappings) != bool(mount.gid_mappings):
+        m.fail("an idmapped mount needs both uidMappings and gidMappings",
+               "gidMappings" if mount.uid_mappings else "uidMappings")
     return mount
 
 

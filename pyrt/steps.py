@@ -21,6 +21,7 @@ whoever opened the fds, right before the clone); no fd the plan does not name is
     seccomp           a memfd holding the seccomp BPF program
     pidfd             the container init's pidfd (exec joins its namespaces through it)
     ns:<type>         a namespace config.json gives by path (ns:network, ns:pid, ...)
+    idmap:<index>     the idmapped tree of mounts[index] (open_tree + mount_setattr by the parent)
     cgroup-v1:<name>  the container's `tasks` file in a cgroup v1 hierarchy (hybrid hosts), by
                       the hierarchy's mount point name (cgroup-v1:memory, cgroup-v1:cpu,cpuacct)
 
@@ -290,6 +291,9 @@ TYPES = {t.name: t for t in (
              _mount),
     StepType("mount-copyup", "source:s dest:s fstype:s flags:u propagation:u data:s nosymlinks:b attr_set:u "
              "attr_clr:u", lambda s: _mount(s) + ", starting with a copy of what it covers (tmpcopyup)"),
+    StepType("mount-idmapped", "tree:f source:s dest:s flags:u propagation:u attr_set:u attr_clr:u",
+             lambda s: f"attach the idmapped bind of {s['source']} ({s['tree']}, made by the parent) on {s['dest']}"
+             + (f" [{_flag_names(s['flags'])}]" if s["flags"] else "")),
     StepType("remount", "dest:s flags:u",
              lambda s: f"remount {s['dest']} {_flag_names(s['flags']) or 'with flags ' + str(s['flags'])}"),
     StepType("mkdir", "path:s", "create directory {path} inside the root"),

@@ -124,3 +124,82 @@ def check_joined(spec: Spec, fd: int) -> None:
         if want and sorted(want) != sorted(have):
             raise PyrtError(f"config.json: linux.{key}: do not match the mappings of the joined user namespace "
                             f"{spec.namespaces['user']}")
+
+
+def mapping_ns(uid_maps: Mappings, gid_maps: Mappings) -> int:
+    """An fd of a new user namespace with these maps (for idmapped mounts): a child unshares it
+    and waits; we map it, keep its namespace by fd, and let the child go."""
+    import ctypes  # os.unshare is Python 3.12's; only idmapped mounts come here
+
+    from pyrt.kernel import CLONE
+
+    ready_r, ready_w = os.pipe2(os.O_CLOEXEC)
+    hold_r, hold_w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.close(ready_r)
+            os.close(hold_w)
+            if ctypes.CDLL(None, use_errno=True).unshare(CLONE["user"]) == 0:
+                os.write(ready_w, b"1")
+                os.read(hold_r, 1)  # until the parent has the namespace
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    os.close(ready_w)
+    os.close(hold_r)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise PyrtError("make a user namespace for an idmapped mount: unshare failed")
+        for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
+            fd = os.open(f"/proc/{pid}/{name}", os.O_WRONLY | os.O_CLOEXEC)
+            try:
+                os.write(fd, map_text(maps))
+            finally:
+                os.close(fd)
+        return os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise PyrtError(f"make a user namespace for an idmapped mount: {os.strerror(e.errno).lower()}") from None
+    finally:
+        os.close(ready_r)
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+
+
+def idmapped_trees(spec: Spec) -> dict[str, int]:
+    """The detached idmapped binds of spec's idmapped mounts, by fd slot (mounts.idmap_slot)."""
+    from pyrt import mounts
+    from pyrt.kernel import MS_REC
+
+    try:
+        from pyrt._native import lib
+    except ImportError as e:
+        raise PyrtError(f"load pyrt's native module: {e}") from None
+    out: dict[str, int] = {}
+    namespaces: dict[str, int] = {}  # one user namespace per set of maps
+    try:
+        for i, m in enumerate(spec.mounts):
+            opts = mounts.options(m, i)
+            idmap = mounts.idmapping(m, opts, i, spec.uid_mappings, spec.gid_mappings)
+            if idmap is None:
+                continue
+            uid_maps, gid_maps, recursive = idmap
+            key = repr((uid_maps, gid_maps))
+            if key not in namespaces:
+                namespaces[key] = mapping_ns(uid_maps, gid_maps)
+            source = os.path.normpath(os.path.join(spec.bundle, m.source))
+            fd = lib.pyrt_idmapped_tree(os.fsencode(source), bool(opts.flags & MS_REC), recursive, namespaces[key])
+            if fd < 0:
+                why = os.strerror(-fd).lower()
+                if -fd == 22:  # EINVAL
+                    why = "its filesystem does not support idmapped mounts (or it is idmapped already)"
+                raise PyrtError(f"config.json: mounts[{i}]: idmapped mount of {source}: {why}")
+            out[mounts.idmap_slot(i)] = fd
+        return out
+    except BaseException:
+        for fd in out.values():
+            os.close(fd)
+        raise
+    finally:
+        for fd in namespaces.values():
+            os.close(fd)

@@ -284,6 +284,32 @@ void step_mount(const union arg *a) { mount_entry(a, 0); }
  * tmpcopyup option podman gives --tmpfs and --read-only's tmpfs mounts). */
 void step_mount_copyup(const union arg *a) { mount_entry(a, 1); }
 
+/*
+ * mount-idmapped TREE SOURCE DEST FLAGS PROPAGATION ATTR_SET ATTR_CLR: attach the idmapped bind
+ * TREE the parent made (SOURCE only names it) on DEST inside the root, then give it its flags,
+ * propagation and attributes through its fd, as any bind.
+ */
+void step_mount_idmapped(const union arg *a)
+{
+	int mnt = a[0].fd;
+	const char *dest = a[2].s;
+	struct stat st, dt;
+	CHECK(fstat(mnt, &st));
+	int create = S_ISDIR(st.st_mode) ? 'd' : 'f';
+	int dst = open_in_root(dest, O_PATH, IN_ROOT, 0);
+	if (dst < 0 && errno == ENOENT)
+		dst = open_in_root(dest, O_PATH, IN_ROOT, create);
+	if (dst < 0)
+		fail(errno, "mount destination %s", dest);
+	CHECK(fstat(dst, &dt));
+	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
+		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
+	attach(mnt, dst);
+	finish_mount(mnt, (unsigned long)a[3].u, 0, (unsigned long)a[4].u, a[5].u, a[6].u);
+	close(mnt);
+	close(dst);
+}
+
 /* remount DEST FLAGS: change the flags of the mount at DEST (e.g. make it read-only). */
 void step_remount(const union arg *a)
 {

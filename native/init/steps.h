@@ -28,6 +28,7 @@ enum step_id {
 	STEP_ROOT,
 	STEP_MOUNT,
 	STEP_MOUNT_COPYUP,
+	STEP_MOUNT_IDMAPPED,
 	STEP_REMOUNT,
 	STEP_MKDIR,
 	STEP_MKNOD,
@@ -79,6 +80,7 @@ void step_propagation(const union arg *a);
 void step_root(const union arg *a);
 void step_mount(const union arg *a);
 void step_mount_copyup(const union arg *a);
+void step_mount_idmapped(const union arg *a);
 void step_remount(const union arg *a);
 void step_mkdir(const union arg *a);
 void step_mknod(const union arg *a);
@@ -133,6 +135,7 @@ static const struct step_type {
 	[STEP_ROOT] = { "root", "s", { "path" } },
 	[STEP_MOUNT] = { "mount", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
 	[STEP_MOUNT_COPYUP] = { "mount-copyup", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
+	[STEP_MOUNT_IDMAPPED] = { "mount-idmapped", "fssuuuu", { "tree", "source", "dest", "flags", "propagation", "attr_set", "attr_clr" } },
 	[STEP_REMOUNT] = { "remount", "su", { "dest", "flags" } },
 	[STEP_MKDIR] = { "mkdir", "s", { "path" } },
 	[STEP_MKNOD] = { "mknod", "ssuuuuu", { "path", "type", "major", "minor", "mode", "uid", "gid" } },
@@ -184,6 +187,7 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_ROOT] = step_root,
 	[STEP_MOUNT] = step_mount,
 	[STEP_MOUNT_COPYUP] = step_mount_copyup,
+	[STEP_MOUNT_IDMAPPED] = step_mount_idmapped,
 	[STEP_REMOUNT] = step_remount,
 	[STEP_MKDIR] = step_mkdir,
 	[STEP_MKNOD] = step_mknod,
