@@ -15,22 +15,6 @@ JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
 NS_GET_NSTYPE = 0xB703
 
 
-def check(spec: Spec) -> None:
-    if "user" in spec.namespaces and spec.namespaces["user"] is None:
-        others = [k for k in joined(spec) if k != "user"]
-        if others:  # they would be joined from inside the new user namespace, which owns none of them
-            raise PyrtError(f'config.json: linux.namespaces: a new user namespace with the "{others[0]}" namespace '
-                            "joined by path is not supported by pyrt")
-    for key, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
-        # without a uts namespace of its own, the container would rename the host (runc refuses
-        # that too: `unable to set domainname without a private UTS namespace`); a joined one is
-        # another container's, or the host's (runc 1.5 renames it: pyrt does not)
-        if value and "uts" not in spec.namespaces:
-            raise PyrtError(f"config.json: {key}: unable to set {key} without a private UTS namespace")
-        if value and spec.namespaces["uts"]:
-            raise PyrtError(f"config.json: {key}: cannot set the {key} of a joined uts namespace")
-
-
 def clone_flags(spec: Spec) -> int:
     """Flags for clone3: every new namespace but cgroup, which init unshares once it is in
     all its cgroups (v1 ones: join-cgroups), so the namespace's root is the container's cgroup,
@@ -49,11 +33,13 @@ def late(spec: Spec) -> list[str]:
     make them the host's); a new time namespace, whose offsets must be written before its first
     process enters it (unshare, write, then a fork enters it), and with it a new pid namespace, so
     that the forked process is its init. (A new user namespace with other namespaces joined by path
-    is refused by check().)"""
+    is refused at the gate.)"""
     new = [k for k, path in spec.namespaces.items() if path is None and k != "cgroup"]
     if spec.namespaces.get("user"):
         return new
     return [k for k in new if k in ("time", "pid")] if "time" in new else []
+
+
 def open_joined(spec: Spec) -> dict[str, int]:
     """Open each namespace given by path, checking it is of the type it claims to be; by fd
     slot (`ns:<type>`)."""
@@ -92,13 +78,13 @@ def slot(kind: str) -> str:
 
 
 def steps(spec: Spec) -> list[Step]:
-    """Join the namespaces given by path (the user namespace first: it grants the rights to join
-    and make the others), unshare the late() ones (a new time namespace's offsets written then),
-    and fork if the process must be inside a pid or time namespace it joined or made by unshare
-    (only children enter those)."""
+    """Join the namespaces given by path (the user namespace first, then its root: it grants the
+    rights to join and make the others), unshare the late() ones (a new time namespace's offsets
+    written then), and fork if the process must be inside a pid or time namespace it joined or
+    made by unshare (only children enter those)."""
     kinds = joined(spec)
     out = [Step("setns", Fd(slot(k)), CLONE[k]) for k in kinds]
-    if "user" in kinds:  # its root: what the other namespaces it owns are made and joined as
+    if "user" in kinds:
         out.insert(1, Step("ns-root"))
     new = late(spec)
     if new:

@@ -34,12 +34,11 @@ class Options:
 
 
 def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
+    """The steps of a container's init, for a spec the gate passed (config.py): what it checked
+    (a process, a new mount namespace, sysctls of the container's namespaces, a console socket for
+    a terminal, no private root with --no-pivot) is not checked again here."""
     proc = spec.process
-    if proc is None:
-        raise PyrtError("config.json: process: is required to create a container")
     new = {k for k, path in spec.namespaces.items() if path is None}
-    if "mount" not in new:
-        raise PyrtError("config.json: linux.namespaces: pyrt needs a new mount namespace")
     steps = [Step("trace")] if opts.trace else []
 
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
@@ -57,17 +56,14 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
     for i, m in enumerate(spec.mounts):
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
-                                         m.type)
-        elif mounts.idmapping(m, mopts := mounts.options(m, i), i, spec.uid_mappings, spec.gid_mappings):
-            steps.append(mounts.idmapped_step(m, mopts, i, spec.bundle))
+            steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces, m.type)
+        elif mounts.idmapping(m, i, spec.uid_mappings, spec.gid_mappings):
+            steps.append(mounts.idmapped_step(m, i, spec.bundle))
         else:
             m = userns_mount(m, spec, new)
-            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
-        if not opts.console:
-            raise PyrtError("process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)")
         steps.append(Step("console", Fd("console"), *proc.console_size))
     if proc.cwd != "/":
         steps.append(Step("mkdir", proc.cwd))
@@ -75,7 +71,6 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
         steps.append(Step("lo-up"))
     steps += hooks.create_steps(spec.hooks)  # prestart, createRuntime (parent), createContainer
     for key, value in spec.sysctl.items():  # before /proc/sys becomes read-only
-        check_sysctl(key, new)
         steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
     steps += [Step("readonly", p) for p in spec.readonly_paths]
     steps += [Step("mask", p) for p in spec.masked_paths]
@@ -113,12 +108,15 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
 def userns_mount(m: Mount, spec: Spec, new: set[str]) -> Mount:
     """In a user namespace, as runc: sysfs only in a network namespace of the container's own,
     mqueue only in its own ipc namespace (the kernel's rule); else the host's, bound (recursive
-    for /sys)."""
+    for /sys), with the mount's flags."""
     if "user" not in spec.namespaces:
         return m
     for fstype, owner, host, bind in (("sysfs", "network", "/sys", "rbind"), ("mqueue", "ipc", "/dev/mqueue", "bind")):
         if m.type == fstype and owner not in new:
-            return Mount(m.destination, "bind", host, [bind, *(o for o in m.options if o in FLAGS)])
+            from pyrt import mountopts
+
+            options = [bind, *(o for o in m.options if o in FLAGS)]
+            return Mount(m.destination, "bind", host, options, mountopts.parse("bind", options, "config.json: mounts"))
     return m
 
 
@@ -139,28 +137,9 @@ def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
     the mount holding the rootfs private (slave if a slave root was asked for), so the root bind
     stays in this namespace and pivot_root, which refuses a shared parent, accepts it."""
     asked = PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
-    if opts.no_pivot and asked & MS_PRIVATE:
-        raise PyrtError(f'config.json: linux.rootfsPropagation: "{spec.rootfs_propagation}" is not safe without '
-                        "pivot_root (--no-pivot)")
     holder = MS_SLAVE if asked & MS_SLAVE else MS_PRIVATE
     return [Step("propagation", "/", asked or MS_SLAVE | MS_REC),
             Step("propagation", spec.root, holder)]
-
-
-IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
-
-
-def check_sysctl(key: str, new: set[str]) -> None:
-    """Only sysctls of a namespace the container owns: anything else would change the host."""
-    if key.startswith("net.") and "network" in new:
-        return
-    if (key in IPC_SYSCTLS or key.startswith("fs.mqueue.")) and "ipc" in new:
-        return
-    if key in ("kernel.hostname", "kernel.domainname") and "uts" in new:
-        return
-    raise PyrtError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
-                    "(it would change the host)")
 
 
 def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,

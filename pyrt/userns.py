@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyrt.spec import Spec
 
-#: (containerID, hostID, size) triples, as spec.mappings reads them
+#: (containerID, hostID, size) triples, as config.mappings reads them
 Mappings = list
 
 def map_text(maps: Mappings) -> bytes:
@@ -34,28 +34,12 @@ def deny_setgroups() -> bool:
     return os.geteuid() != 0
 
 
-def parent_steps(spec: Spec) -> list[str]:
-    """What the parent does for a new user namespace, between clone3 and "go", for `pyrt plan`."""
-    if "user" not in spec.namespaces or spec.namespaces["user"] is not None:
-        return []
-    out = [f"write uid_map of the init: {_say(spec.uid_mappings)}"]
-    if deny_setgroups():
-        out.append('write "deny" to setgroups of the init (no CAP_SETGID outside)')
-    out.append(f"write gid_map of the init: {_say(spec.gid_mappings)}")
-    out.append("tell the init its ids are mapped: it becomes root of its user namespace, then pyrt-init")
-    return out
-
-
-def _say(maps: Mappings) -> str:
-    return ", ".join(f"{c}-{c + n - 1} -> {h}-{h + n - 1}" for c, h, n in maps)
-
-
-def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings) -> None:
-    """Map the ids of the new user namespace of the child `pid` (waiting in spawn.c), then
-    let it go on by `sock`, its sync socket."""
+def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings, deny: bool) -> None:
+    """Map the ids of the new user namespace of the child `pid` (waiting in spawn.c; with `deny`,
+    setgroups denied first: see deny_setgroups), then let it go on by `sock`, its sync socket."""
     proc = f"/proc/{pid}"
     writes = [("uid_map", map_text(uid_maps))]
-    if deny_setgroups():
+    if deny:
         writes.append(("setgroups", b"deny"))
     writes.append(("gid_map", map_text(gid_maps)))
     for name, data in writes:
@@ -166,29 +150,23 @@ def mapping_ns(uid_maps: Mappings, gid_maps: Mappings) -> int:
         os.waitpid(pid, 0)
 
 
-def idmapped_trees(spec: Spec) -> dict[str, int]:
-    """The detached idmapped binds of spec's idmapped mounts, by fd slot (mounts.idmap_slot)."""
+def idmapped_trees(trees: list) -> dict[str, int]:
+    """The detached idmapped binds (parent_plan.idmapped_trees: index, source, uid maps, gid maps,
+    rbind, ridmap), by fd slot (mounts.idmap_slot): one user namespace per set of maps."""
     from pyrt import mounts
-    from pyrt.kernel import MS_REC
 
     try:
         from pyrt._native import lib
     except ImportError as e:
         raise PyrtError(f"load pyrt's native module: {e}") from None
     out: dict[str, int] = {}
-    namespaces: dict[str, int] = {}  # one user namespace per set of maps
+    namespaces: dict[tuple, int] = {}
     try:
-        for i, m in enumerate(spec.mounts):
-            opts = mounts.options(m, i)
-            idmap = mounts.idmapping(m, opts, i, spec.uid_mappings, spec.gid_mappings)
-            if idmap is None:
-                continue
-            uid_maps, gid_maps, recursive = idmap
-            key = repr((uid_maps, gid_maps))
+        for i, source, uid_maps, gid_maps, rbind, ridmap in trees:
+            key = (tuple(uid_maps), tuple(gid_maps))
             if key not in namespaces:
                 namespaces[key] = mapping_ns(uid_maps, gid_maps)
-            source = os.path.normpath(os.path.join(spec.bundle, m.source))
-            fd = lib.pyrt_idmapped_tree(os.fsencode(source), bool(opts.flags & MS_REC), recursive, namespaces[key])
+            fd = lib.pyrt_idmapped_tree(os.fsencode(source), rbind, ridmap, namespaces[key])
             if fd < 0:
                 why = os.strerror(-fd).lower()
                 if -fd == 22:  # EINVAL

@@ -138,6 +138,7 @@ def test_plan_and_features(rt, bundle, hostdir):
     bundle.write()
     out = rt.ok("plan", str(bundle.path)).stdout
     assert f"attach the idmapped bind of {hostdir} (<idmap:7>, made by the parent) on /tmp/vol" in out
+    assert f"make the idmapped binds {hostdir} (0-9 -> 1000-1009 uids, 0-9 -> 1000-1009 gids)" in out
     features = json.loads(subprocess.run([BINARY, "features"], capture_output=True, text=True, check=True).stdout)
     assert features["linux"]["mountExtensions"]["idmap"]["enabled"] is True
     assert {"idmap", "ridmap"} <= set(features["mountOptions"])

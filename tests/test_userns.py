@@ -259,9 +259,10 @@ def test_plan_shows_the_mapping_steps_in_order(rt, ubundle):
     ubundle.write()
     out = rt.ok("plan", str(ubundle.path)).stdout
     lines = out.splitlines()
-    assert lines[0] == "parent, between clone3 and go:"
-    assert "write uid_map of the init: 0-65535 -> 100000-165535" in lines[1]
-    assert "write gid_map" in lines[2] and "mapped" in lines[3] and lines[4] == "init:"
+    clone = next(i for i, line in enumerate(lines) if "clone pyrt-init" in line)
+    assert "user" in lines[clone]
+    assert "write its uid_map (0-65535 -> 100000-165535), gid_map (0-65535 -> 100000-165535)" in lines[clone + 1]
+    assert 'send it "go"' in lines[clone + 2]
     assert "mknod" not in out and "bind /dev/null on /dev/null" in out
 
 
