@@ -50,11 +50,12 @@ def start(plan, slots: Slots, clone_flags: int, cg, before_go=None, go: bool = T
     """clone3 pyrt-init into `cg` (new namespaces: `clone_flags`) on the child's steps of `plan`,
     its fd slots resolved by `slots`; `before_go(init)` (create journals the init there), then
     close the slots and "go" (unless not `go`: create does it as a step of its own)."""
-    cgroup_fd = cg.open_dir()
+    cgroup_fd = cg.open_dir()  # -1: none (rootless.NoCgroup)
     try:
         init = Init.spawn(plan, slots.fds, clone_flags, cgroup_fd, slots.floor, cg.dir)
     finally:
-        os.close(cgroup_fd)
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
     try:
         if before_go:
             before_go(init)
@@ -125,6 +126,9 @@ class _Create:
 
         self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor))
         self.seccomp_flags = self.spec.seccomp.flags
+
+    def no_cgroup(self, cg) -> None:
+        self.cg = cg
 
     def cgroup(self, cg) -> None:
         self.cg = cg
@@ -286,7 +290,7 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             if fd is not None:
                 seccomp = slots.add("seccomp", fd)
         cg = Cgroup.from_state(record.cgroup)
-        if not os.path.isdir(cg.dir):
+        if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
         for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from pyrt.errors import PyrtError
+
 
 class Action:
     """One step of the parent: `name` and its values (what launch.py needs to do it)."""
@@ -36,6 +38,8 @@ class Action:
             n = len(v[0].bases()) - 1
             where = f"the cgroup2 tree and {n} v1 hierarchies" if n else "the cgroup2 tree"
             return f"make or join cgroup {v[0].path} in {where} (each mkdir journaled first)"
+        if self.name == "no-cgroup":
+            return "no cgroup: rootless, and none this user may write (nothing limits the container)"
         if self.name == "limit":
             return f"{v[0].describe()} [{v[0].where}]"
         if self.name == "fifo":
@@ -83,8 +87,17 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
     steps = [Action("state-dir", state_dir)]
     if bpf is not None:
         steps.append(Action("seccomp", bpf))
-    steps.append(Action("cgroup", cg))
-    steps += [Action("limit", w) for w in cgwrites.writes(spec.resources, cg, device_nodes=spec.devices)]
+    if cg.bases():
+        steps.append(Action("cgroup", cg))
+        steps += [Action("limit", w) for w in cgwrites.writes(spec.resources, cg, device_nodes=spec.devices)]
+    else:  # rootless, and no cgroup this user may write (rootless.NoCgroup): a limit asked for is refused
+        r = spec.resources
+        asked = [k for k in ("memory", "cpu", "pids", "block_io", "hugepages", "rdma", "network", "devices", "unified")
+                 if getattr(r, k)]
+        if asked:
+            raise PyrtError(f"config.json: linux.resources: rootless and no writable cgroup: cannot apply {asked[0]} "
+                            "limits")
+        steps.append(Action("no-cgroup", cg))
     steps.append(Action("fifo", os.path.join(state_dir, "exec.fifo")))
     trees = idmapped_trees(spec)
     if trees:
