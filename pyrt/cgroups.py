@@ -91,10 +91,6 @@ class Cgroup:
 
     @classmethod
     def from_state(cls, state: dict) -> Cgroup:
-        if state.get("none"):  # a rootless container's (rootless.py)
-            from pyrt.rootless import NoCgroup
-
-            return NoCgroup(state.get("owner", ""), state.get("own_pidns", False))
         return cls(state["root"], state["path"], state.get("v1"), state.get("owner", ""), state.get("own_pidns", False))
 
     # -- where things are ------------------------------------------------------------------

@@ -289,7 +289,12 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             fd = seccomp_mod.for_exec(c.dir_fd)
             if fd is not None:
                 seccomp = slots.add("seccomp", fd)
-        cg = Cgroup.from_state(record.cgroup)
+        if record.cgroup.get("none"):  # rootless, without one
+            from pyrt.rootless import from_state
+
+            cg = from_state(record.cgroup)
+        else:
+            cg = Cgroup.from_state(record.cgroup)
         if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
         for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself

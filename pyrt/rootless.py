@@ -37,6 +37,13 @@ def writable(cg: Cgroup) -> bool:
     return True
 
 
+def from_state(state: dict) -> Cgroup:
+    """The container's cgroup from its state record: a NoCgroup, or a Cgroup."""
+    if state.get("none"):
+        return NoCgroup(state.get("owner", ""), state.get("own_pidns", False))
+    return Cgroup.from_state(state)
+
+
 class NoCgroup(Cgroup):
     """A rootless container's stand-in for the cgroup it could not have."""
 
