@@ -181,3 +181,23 @@ def idmapped_trees(trees: list) -> dict[str, int]:
     finally:
         for fd in namespaces.values():
             os.close(fd)
+
+
+def check_host_devices(devices: list) -> None:
+    """In a user namespace the container's device nodes are the host's, bound (devices.steps): each
+    must exist on the host as the node config.json describes (type, major, minor), or a config
+    could name /dev/x and get whatever the host has there."""
+    import stat
+
+    for d in devices:
+        try:
+            st = os.stat(d.path)
+        except OSError as e:
+            raise PyrtError(f"config.json: linux.devices: {d.path}: {os.strerror(e.errno).lower()} on the host (in a "
+                            "user namespace the host's node is bound in)") from None
+        kind = "c" if stat.S_ISCHR(st.st_mode) else "b" if stat.S_ISBLK(st.st_mode) else "p" \
+            if stat.S_ISFIFO(st.st_mode) else "?"
+        have = (kind, os.major(st.st_rdev), os.minor(st.st_rdev)) if kind != "p" else ("p", 0, 0)
+        if have != (d.type, d.major, d.minor):
+            raise PyrtError(f"config.json: linux.devices: {d.path} on the host is {have[0]} {have[1]}:{have[2]}, not "
+                            f"{d.type} {d.major}:{d.minor} (in a user namespace the host's node is bound in)")

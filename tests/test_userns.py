@@ -289,3 +289,19 @@ def test_with_a_time_namespace(rt, ubundle):
     out = run(rt, ubundle, "cat /proc/uptime; cat /proc/self/uid_map; echo $$").splitlines()
     assert before + 86400 - 1 <= float(out[0].split()[0]) <= time.clock_gettime(time.CLOCK_BOOTTIME) + 86400 + 1
     assert out[1].split() == ["0", str(HOST), str(SIZE)] and out[2] == "1"
+
+
+@pytest.mark.pyrt_only
+def test_devices_must_be_the_hosts_nodes(rt, ubundle):
+    """In a user namespace /dev/x is the host's /dev/x, bound: config.json must describe it."""
+    ubundle.config["linux"]["devices"] = [{"path": "/dev/null", "type": "c", "major": 1, "minor": 5}]
+    ubundle.write()
+    r = rt("create", "--bundle", str(ubundle.path), rt.new_id())
+    assert r.returncode == 1 and "linux.devices: /dev/null on the host is c 1:3, not c 1:5" in r.stderr
+    ubundle.config["linux"]["devices"] = [{"path": "/dev/pyrt-nosuch", "type": "c", "major": 1, "minor": 3}]
+    ubundle.write()
+    r = rt("create", "--bundle", str(ubundle.path), rt.new_id())
+    assert r.returncode == 1 and "linux.devices: /dev/pyrt-nosuch: no such file or directory on the host" in r.stderr
+    ubundle.config["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
+    out = run(rt, ubundle, "stat -c '%t:%T' /dev/fuse")
+    assert out.strip() == "a:e5"

@@ -59,6 +59,11 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
         from pyrt import seccomp
 
         bpf = seccomp.program(spec.seccomp)
+    if "user" in spec.namespaces:
+        from pyrt import devices, userns
+
+        if devices.needs_setup(spec):
+            userns.check_host_devices([d for d in devices.devices(spec) if d.path != "/dev/ptmx"])
     layout = host.probe()
     own_pidns = "pid" in spec.namespaces and spec.namespaces["pid"] is None
     cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns, layout)
