@@ -160,10 +160,10 @@ class _Create:
         for slot, fd in userns.idmapped_trees(trees).items():
             self.slots.add(slot, fd)
 
-    def map_ids(self, uid_maps: tuple, gid_maps: tuple, deny_setgroups: bool) -> None:
+    def map_ids(self, uid_maps: tuple, gid_maps: tuple, way: str) -> None:
         from pyrt import userns
 
-        userns.write_maps(self.init.pid, self.init.sock, uid_maps, gid_maps, deny_setgroups)
+        userns.write_maps(self.init.pid, self.init.sock, uid_maps, gid_maps, way)
 
     def go(self) -> None:
         self.slots.close()

@@ -52,9 +52,10 @@ class Action:
         if self.name == "spawn":
             return f"clone pyrt-init into the cgroup and new namespaces ({_namespace_names(v[0])}), journal it"
         if self.name == "map-ids":
-            deny = 'setgroups "deny" (no CAP_SETGID here), ' if v[2] else ""
-            return f"write its uid_map ({_maps(v[0])}), {deny}gid_map ({_maps(v[1])}); tell it \"mapped\": it " \
-                   "becomes root of its user namespace, then pyrt-init"
+            deny = 'setgroups "deny" (no CAP_SETGID here), ' if v[2] == "deny" else ""
+            tools = " with newuidmap and newgidmap" if v[2] == "helpers" else ""
+            return f"write its uid_map ({_maps(v[0])}), {deny}gid_map ({_maps(v[1])}){tools}; tell it \"mapped\": " \
+                   "it becomes root of its user namespace, then pyrt-init"
         if self.name == "go":
             return "send it \"go\": it reads its plan"
         if self.name == "network":
@@ -106,7 +107,8 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
     if "user" in spec.namespaces and spec.namespaces["user"] is None:
         from pyrt import userns
 
-        steps.append(Action("map-ids", spec.uid_mappings, spec.gid_mappings, userns.deny_setgroups()))
+        steps.append(Action("map-ids", spec.uid_mappings, spec.gid_mappings,
+                            userns.how(spec.uid_mappings, spec.gid_mappings)))
     steps.append(Action("go"))
     if spec.network:
         steps.append(Action("network", spec.network))

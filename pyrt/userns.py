@@ -27,21 +27,30 @@ def map_text(maps: Mappings) -> bytes:
     return "".join(f"{c} {h} {n}\n" for c, h, n in maps).encode()
 
 
-def deny_setgroups() -> bool:
-    """Whether setgroups must be denied before gid_map is written: the kernel requires it of a
-    writer without CAP_SETGID in the parent namespace (pyrt run by a user); root keeps
-    setgroups, which the container's process needs for its additionalGids."""
-    return os.geteuid() != 0
+def how(uid_maps: Mappings, gid_maps: Mappings) -> str:
+    """How the maps get written. "write": by root, with setgroups kept (the container's process
+    needs it for its additionalGids). Run by a user: "deny" when they map only its own uid and gid
+    (the kernel lets a user write that, once setgroups is denied); else "helpers": the setuid
+    newuidmap and newgidmap (Debian's uidmap) write them, within the user's /etc/subuid and
+    /etc/subgid ranges."""
+    if os.geteuid() == 0:
+        return "write"
+    own = len(uid_maps) == len(gid_maps) == 1 and uid_maps[0][1:] == (os.geteuid(), 1) \
+        and gid_maps[0][1:] == (os.getegid(), 1)
+    return "deny" if own else "helpers"
 
 
-def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings, deny: bool) -> None:
-    """Map the ids of the new user namespace of the child `pid` (waiting in spawn.c; with `deny`,
-    setgroups denied first: see deny_setgroups), then let it go on by `sock`, its sync socket."""
+def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings, way: str) -> None:
+    """Map the ids of the new user namespace of the child `pid` (waiting in spawn.c) the `way`
+    how() says, then let it go on by `sock`, its sync socket."""
     proc = f"/proc/{pid}"
-    writes = [("uid_map", map_text(uid_maps))]
-    if deny:
+    if way == "helpers":
+        _helpers(pid, uid_maps, gid_maps)
+    writes = [] if way == "helpers" else [("uid_map", map_text(uid_maps))]
+    if way == "deny":
         writes.append(("setgroups", b"deny"))
-    writes.append(("gid_map", map_text(gid_maps)))
+    if way != "helpers":
+        writes.append(("gid_map", map_text(gid_maps)))
     for name, data in writes:
         try:
             fd = os.open(f"{proc}/{name}", os.O_WRONLY | os.O_CLOEXEC)
@@ -55,6 +64,21 @@ def write_maps(pid: int, sock: int, uid_maps: Mappings, gid_maps: Mappings, deny
         os.write(sock, protocol.MAPPED)
     except OSError as e:
         raise PyrtError(f"unable to start container process: {os.strerror(e.errno).lower()}") from None
+
+
+def _helpers(pid: int, uid_maps: Mappings, gid_maps: Mappings) -> None:
+    import subprocess
+
+    for tool, maps in (("newuidmap", uid_maps), ("newgidmap", gid_maps)):
+        argv = [tool, str(pid), *(str(x) for m in maps for x in m)]
+        try:
+            r = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+        except OSError as e:
+            raise PyrtError(f"{tool}: {os.strerror(e.errno).lower()} (Debian's uidmap package maps ids for a user)") \
+                from None
+        if r.returncode != 0:
+            why = (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1]
+            raise PyrtError(f"{tool}: {why}")
 
 
 def read_maps(fd: int) -> tuple[Mappings, Mappings]:

@@ -171,3 +171,41 @@ def test_pause_says_why_not(user, home):
 def test_rootless_false_keeps_root_default(user, home):
     r = as_user(user, home, "--rootless", "false", "list", root=False)
     assert r.returncode != 0 and "/run/pyrt" in r.stderr
+
+
+@pytest.fixture
+def subids(user):
+    """/etc/subuid and /etc/subgid ranges for the user (newuidmap and newgidmap check them), put
+    back as they were after the test."""
+    saved = {}
+    for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+        saved[path] = path.read_text() if path.exists() else None
+        path.write_text((saved[path] or "") + f"{user.pw_name}:300000:65536\n")
+    yield 300000
+    for path, text in saved.items():
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+
+
+def test_subordinate_ids_through_newuidmap(user, home, subids):
+    """Mappings beyond the user's own ids go through newuidmap/newgidmap (the user's /etc/subuid
+    range): a process of uid 1000 inside, setgroups kept."""
+    spec(user, home, "sh", "-c", "cat /proc/self/uid_map; id -u; id -G; cat /proc/self/setgroups")
+    path = home / "bundle" / "config.json"
+    c = json.loads(path.read_text())
+    for key, own in (("uidMappings", user.pw_uid), ("gidMappings", user.pw_gid)):
+        c["linux"][key] = [{"containerID": 0, "hostID": own, "size": 1},
+                           {"containerID": 1, "hostID": subids, "size": 65536}]
+    # runc 1.5 refuses additionalGids here ("cannot set any additional groups in a rootless container")
+    c["process"]["user"] = {"uid": 1000, "gid": 1000, **({} if IS_RUNC else {"additionalGids": [2000]})}
+    path.write_text(json.dumps(c))
+    r = as_user(user, home, "run", "s1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.split("\n")
+    assert lines[0].split() == ["0", str(user.pw_uid), "1"] and lines[1].split() == ["1", str(subids), "65536"]
+    assert lines[2] == "1000"
+    if not IS_RUNC:  # runc 1.5 leaves the groups as they were (0 stays in them)
+        assert set(lines[3].split()) == {"1000", "2000"}
+    assert lines[4] == "allow"
