@@ -21,6 +21,7 @@ whoever opened the fds, right before the clone); no fd the plan does not name is
     seccomp           a memfd holding the seccomp BPF program
     pidfd             the container init's pidfd (exec joins its namespaces through it)
     ns:<type>         a namespace config.json gives by path (ns:network, ns:pid, ...)
+    idmap:<index>     the idmapped tree of mounts[index] (open_tree + mount_setattr by the parent)
     cgroup-v1:<name>  the container's `tasks` file in a cgroup v1 hierarchy (hybrid hosts), by
                       the hierarchy's mount point name (cgroup-v1:memory, cgroup-v1:cpu,cpuacct)
 
@@ -275,10 +276,14 @@ TYPES = {t.name: t for t in (
     StepType("setns", "fd:f nstype:u",
              lambda s: f"join the {_namespace_names(s['nstype'])} namespace(s) behind {s['fd']}"),
     StepType("unshare", "flags:u",
-             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace (now that we are in our cgroups)"),
+             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)"),
+    StepType("time-offsets", "monotonic_s:i monotonic_ns:i boottime_s:i boottime_ns:i",
+             "set the new time namespace's offsets: monotonic {monotonic_s}s {monotonic_ns}ns, boottime "
+             "{boottime_s}s {boottime_ns}ns (before its first process, the fork below, enters it)"),
+    StepType("ns-root", "", "become root of the joined user namespace (its uid and gid 0, no groups)"),
     StepType("join-cgroups", "tasks:F", lambda s: "move into the container's cgroup v1 hierarchies (write 0 to "
              f"the tasks files {', '.join(map(str, s['tasks']))})"),
-    StepType("fork", "", "fork into the joined pid namespace; the child goes on"),
+    StepType("fork", "", "fork into the pid (or time) namespace joined or unshared; the child goes on"),
     StepType("oom-score-adj", "value:i", "set oom_score_adj {value}"),
     StepType("propagation", "target:s flags:u", _propagation),
     StepType("root", "path:s", "bind {path} onto itself: the new root must be a mount point"),
@@ -286,6 +291,9 @@ TYPES = {t.name: t for t in (
              _mount),
     StepType("mount-copyup", "source:s dest:s fstype:s flags:u propagation:u data:s nosymlinks:b attr_set:u "
              "attr_clr:u", lambda s: _mount(s) + ", starting with a copy of what it covers (tmpcopyup)"),
+    StepType("mount-idmapped", "tree:f source:s dest:s flags:u propagation:u attr_set:u attr_clr:u",
+             lambda s: f"attach the idmapped bind of {s['source']} ({s['tree']}, made by the parent) on {s['dest']}"
+             + (f" [{_flag_names(s['flags'])}]" if s["flags"] else "")),
     StepType("remount", "dest:s flags:u",
              lambda s: f"remount {s['dest']} {_flag_names(s['flags']) or 'with flags ' + str(s['flags'])}"),
     StepType("mkdir", "path:s", "create directory {path} inside the root"),

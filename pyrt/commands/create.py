@@ -15,6 +15,6 @@ def main(g, opts: dict, args: list[str]) -> int:
     bundle = opts["bundle"] or "."
     options = common.create_options(opts, bundle)
     spec = config.load(bundle, common.overrides(opts))
-    init = launch.create(g.root, args[0], spec, common.prepare(g.root, args[0], spec, options), options)
+    init = launch.create(g.root, args[0], spec, common.prepare(g.root, args[0], spec, options, g.rootless), options)
     init.close()
     return 0

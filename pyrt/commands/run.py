@@ -18,7 +18,7 @@ def main(g, opts: dict, args: list[str]) -> int:
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
     options = common.create_options(opts, bundle)
     spec = config.load(bundle, common.overrides(opts, relay=not opts["detach"]))
-    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options), opts["detach"])
+    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options, g.rootless), opts["detach"])
     if generated and opts["detach"]:
         sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
