@@ -65,3 +65,6 @@ RLIMITS = {
     "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
 }
 RLIM_INFINITY = (1 << 64) - 1
+
+#: seccomp(2): return the filter's listener fd (for a seccomp agent: SCMP_ACT_NOTIFY)
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8

@@ -124,7 +124,7 @@ class _Create:
     def seccomp(self, code: bytes) -> None:
         from pyrt import seccomp
 
-        self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor))
+        self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor, self.spec.seccomp))
         self.seccomp_flags = self.spec.seccomp.flags
 
     def no_cgroup(self, cg) -> None:
@@ -153,6 +153,15 @@ class _Create:
         for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
         self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init, go=False)
+        if self.spec.seccomp is not None and self.spec.seccomp.listener:
+            self.init.on_listener = self._send_listener
+
+    def _send_listener(self, fd: int) -> None:
+        from pyrt import hooks, seccomp
+
+        spec, p = self.spec, self.spec.seccomp
+        st = hooks.state(spec.oci_version, self.id, "creating", self.init.pid, spec.bundle, self.annotations)
+        seccomp.send_listener(p.listener, p.metadata, fd, self.init.pid, st)
 
     def idmap_trees(self, trees: list) -> None:
         from pyrt import userns
@@ -282,13 +291,15 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             slots.add("console", connect(console_socket))
         elif console_fd >= 0:
             slots.lend("console", console_fd)
-        seccomp = None
+        seccomp = listener = None
         if record.seccomp_flags is not None:
             from pyrt import seccomp as seccomp_mod
 
             fd = seccomp_mod.for_exec(c.dir_fd)
             if fd is not None:
                 seccomp = slots.add("seccomp", fd)
+            if record.seccomp_flags & seccomp_mod.NEW_LISTENER:
+                listener = seccomp_mod.listener_of(c.dir_fd)
         if record.cgroup.get("none"):  # rootless, without one
             from pyrt.rootless import from_state
 
@@ -304,6 +315,12 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
                                     console="console" in slots.fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
         init = start(plan, slots, 0, cg)
+        if listener:
+            from pyrt import hooks
+
+            r = c.record
+            st = hooks.state(r.oci_version, r.id, c.status().name, r.pid, r.bundle, r.annotations)
+            init.on_listener = lambda fd: seccomp_mod.send_listener(*listener, fd, init.pid, st)
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
         return init
     except BaseException:

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from pyrt import capabilities
-from pyrt.kernel import RLIMITS
+from pyrt.kernel import RLIMITS, SECCOMP_FILTER_FLAG_NEW_LISTENER
 from pyrt.spec import Process
 from pyrt.steps import Step
 
@@ -48,9 +48,15 @@ def resolve_step(proc: Process) -> Step:
     return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "", proc.cwd)
 
 
+def _late(proc: Process, seccomp: Step | None) -> bool:
+    """With noNewPrivileges the filter is loaded as late as possible: right before execve; but a
+    filter with a listener before `ready`, as runc, while the parent still takes its fd."""
+    return bool(seccomp) and proc.no_new_privileges and not seccomp.values[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
+
+
 def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
     """From the container's credentials to its cwd. Without noNewPrivileges the seccomp filter
-    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see exec_steps."""
+    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see _late."""
     caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
     raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
     if raisable != caps["ambient"]:
@@ -70,11 +76,14 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
-    return steps + [
+    steps += [
         Step("chdir", proc.cwd),
         Step("close-fds", 3 + preserve_fds),
         Step("umask", 0o022 if proc.umask is None else proc.umask),
     ]
+    if seccomp and proc.no_new_privileges and not _late(proc, seccomp):
+        steps.append(seccomp)
+    return steps
 
 
 def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
@@ -83,5 +92,5 @@ def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) ->
     env = list(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")
-    steps = [seccomp] if seccomp and proc.no_new_privileges else []
+    steps = [seccomp] if _late(proc, seccomp) else []
     return steps + [Step("exec", bool(preserve_fds), env, list(proc.args))]
