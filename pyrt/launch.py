@@ -75,9 +75,11 @@ class CreateOptions:
     """The command line's choices for create and run (their checks are the gate's: config.py)."""
 
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> None:
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False,
+                 pidfd_socket: str | None = None) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+        self.pidfd_socket = pidfd_socket
 
 
 def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
@@ -87,6 +89,8 @@ def create(root: str, container_id: str, spec, plan, opts: CreateOptions, consol
     --console-socket is connected here."""
     c = _Create(root, container_id, spec, plan, opts, console_fd)
     try:
+        if opts.pidfd_socket:  # as runc: before anything is made
+            c.pidfd_socket = connect(opts.pidfd_socket, "pidfd socket")
         from pyrt import namespaces
 
         for slot, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
@@ -115,7 +119,7 @@ class _Create:
         self.c: state.Container | None = None
         self.cg = self.init = None
         self.seccomp_flags: int | None = None
-        self.netns = -1
+        self.netns = self.pidfd_socket = -1
         self.annotations = dict(spec.annotations)
 
     def state_dir(self, path: str) -> None:
@@ -199,6 +203,8 @@ class _Create:
 
     def ready(self) -> None:
         self.init.wait(protocol.READY)
+        if self.pidfd_socket >= 0:
+            send_pidfd(self.pidfd_socket, self.init.pidfd, b"standard")
 
     def record(self, pid_file: bool) -> None:
         from pyrt import config, hooks
@@ -237,12 +243,16 @@ class _Create:
             self.c.remove()
 
     def close(self) -> None:
+        if self.pidfd_socket >= 0:
+            os.close(self.pidfd_socket)
+            self.pidfd_socket = -1
         if self.c is not None:
             self.c.close()
 
 
-def connect(path: str) -> int:
-    """A connection to a console socket (runc's protocol: the pty master is sent over it)."""
+def connect(path: str, what: str = "console socket") -> int:
+    """A connection to a console socket (runc's protocol: the pty master is sent over it) or a
+    pidfd socket (send_pidfd)."""
     import socket
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -250,8 +260,22 @@ def connect(path: str) -> int:
         s.connect(path)
     except OSError as e:
         s.close()
-        raise PyrtError(f"connect to console socket {path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"connect to {what} {path}: {os.strerror(e.errno).lower()}") from None
     return s.detach()
+
+
+def send_pidfd(sock: int, pidfd: int, kind: bytes) -> None:
+    """--pidfd-socket, runc's protocol: a pidfd of the process (SCM_RIGHTS) with the word
+    "standard" (create, run: the init) or "setns" (exec)."""
+    import socket
+
+    s = socket.socket(fileno=sock)
+    try:
+        socket.send_fds(s, [kind], [pidfd])
+    except OSError as e:
+        raise PyrtError(f"send a pidfd to the pidfd socket: {os.strerror(e.errno).lower()}") from None
+    finally:
+        s.detach()
 
 
 def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
@@ -271,16 +295,20 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 # ----------------------------------------------------------------------------- exec
 
 
-def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
+def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
+                 pidfd_socket: str | None = None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid), its
+    pidfd sent to `pidfd_socket` if given."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
 
     record, slots = c.record, Slots(3 + preserve_fds)
-    init = None
+    init, pidfd_sock = None, -1
     try:
+        if pidfd_socket:
+            pidfd_sock = connect(pidfd_socket, "pidfd socket")
         try:
             slots.add("pidfd", os.pidfd_open(record.pid))
         except ProcessLookupError:
@@ -322,9 +350,14 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             st = hooks.state(r.oci_version, r.id, c.status().name, r.pid, r.bundle, r.annotations)
             init.on_listener = lambda fd: seccomp_mod.send_listener(*listener, fd, init.pid, st)
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        if pidfd_sock >= 0:
+            send_pidfd(pidfd_sock, init.pidfd, b"setns")
         return init
     except BaseException:
         slots.close()
         if init is not None:
             init.kill()
         raise
+    finally:
+        if pidfd_sock >= 0:
+            os.close(pidfd_sock)

@@ -49,7 +49,8 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
                 from pyrt.terminal import Relay
 
                 relay = Relay(3 + opts["preserve-fds"])
-        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1)
+        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
+                                   opts["pidfd-socket"])
         if relay:
             relay.receive()
         if opts["pid-file"]:
@@ -88,6 +89,7 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+    check_console_socket(opts["pidfd-socket"], "pidfd socket")
 
 
 def _process(opts: dict, argv: list[str], base: dict):
