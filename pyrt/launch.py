@@ -119,7 +119,7 @@ class _Create:
         self.c: state.Container | None = None
         self.cg = self.init = None
         self.seccomp_flags: int | None = None
-        self.netns = self.pidfd_socket = -1
+        self.netns = self.pidfd_socket = self.netdev_ns = -1
         self.annotations = dict(spec.annotations)
 
     def state_dir(self, path: str) -> None:
@@ -178,6 +178,13 @@ class _Create:
 
         userns.write_maps(self.init.pid, self.init.sock, uid_maps, gid_maps, way)
 
+    def net_devices(self, devices: tuple) -> None:
+        from pyrt import netdevices
+
+        # held until create ends: should pyrt-init fail, the links are still there to move back
+        self.netdev_ns = os.open(f"/proc/{self.init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        netdevices.move_in(self.c.dir_fd, self.init.pid, procfs.start_time(self.init.pid), self.netdev_ns, devices)
+
     def go(self) -> None:
         self.slots.close()
         self.init.go()
@@ -224,6 +231,8 @@ class _Create:
         self.slots.close()
         if self.netns >= 0:
             os.close(self.netns)
+        if self.netdev_ns >= 0:
+            _undo_net_devices(self.c.dir_fd, self.netdev_ns)
         if self.init is not None:
             self.init.kill()
         if self.c is None:
@@ -243,11 +252,26 @@ class _Create:
             self.c.remove()
 
     def close(self) -> None:
+        if self.netdev_ns >= 0:
+            os.close(self.netdev_ns)
+            self.netdev_ns = -1
         if self.pidfd_socket >= 0:
             os.close(self.pidfd_socket)
             self.pidfd_socket = -1
         if self.c is not None:
             self.c.close()
+
+
+def _undo_net_devices(dir_fd: int, nsfd: int) -> None:
+    """linux.netDevices back to the host from the namespace `nsfd` (held: the init may be gone)."""
+    from pyrt import netdevices
+
+    for item in reversed(journal.records(dir_fd)):
+        if item["kind"] == "netdev":
+            try:
+                netdevices.move_back(item, nsfd)
+            except PyrtError as e:
+                log.warning(str(e))
 
 
 def connect(path: str, what: str = "console socket") -> int:

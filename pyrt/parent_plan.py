@@ -56,6 +56,9 @@ class Action:
             tools = " with newuidmap and newgidmap" if v[2] == "helpers" else ""
             return f"write its uid_map ({_maps(v[0])}), {deny}gid_map ({_maps(v[1])}){tools}; tell it \"mapped\": " \
                    "it becomes root of its user namespace, then pyrt-init"
+        if self.name == "net-devices":
+            return "move " + ", ".join(f"{h} (as {n})" for h, n in v[0]) + " into its network namespace, with " \
+                "their addresses, up (each journaled first: delete moves them back)"
         if self.name == "go":
             return "send it \"go\": it reads its plan"
         if self.name == "network":
@@ -109,6 +112,11 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
 
         steps.append(Action("map-ids", spec.uid_mappings, spec.gid_mappings,
                             userns.how(spec.uid_mappings, spec.gid_mappings)))
+    if spec.net_devices:
+        from pyrt import netdevices
+
+        netdevices.check(spec.net_devices)
+        steps.append(Action("net-devices", spec.net_devices))
     steps.append(Action("go"))
     if spec.network:
         steps.append(Action("network", spec.network))

@@ -102,12 +102,13 @@ class Spec(Frozen):
     annotations     final: the command line's --network/-p are in them already
     personality     linux.personality's domain as personality(2) takes it, or None
     time_offsets    linux.timeOffsets: clock ("monotonic", "boottime") -> (seconds, nanoseconds)
+    net_devices     linux.netDevices: (host link, name in the container) pairs
     """
 
     __slots__ = ("bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
                  "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
                  "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-                 "sysctl", "seccomp", "personality", "network", "time_offsets")
+                 "sysctl", "seccomp", "personality", "network", "time_offsets", "net_devices")
 
     def __init__(self, **fields: object) -> None:
         missing = set(self.__slots__) - fields.keys()

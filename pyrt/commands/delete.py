@@ -30,6 +30,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         status = c.status()
         status.require("delete --force" if force else "delete")
         if status != "stopped":
+            journal.undo(c.dir_fd, only="netdev")  # linux.netDevices back to the host while their namespace lives
             _kill_and_wait(c)
         journal.undo(c.dir_fd)  # its cgroup, its network (and whatever else create made)
         hooks.poststop(c.record)
