@@ -106,3 +106,9 @@ def test_refused(rt, bundle, link, name):
     if not IS_RUNC:  # runc 1.5 moves the links one by one: the first is lost when the second fails
         assert words in r.stderr, r.stderr
         assert on_host(link), "the link stays on the host"
+
+
+def test_features(rt):
+    import json
+
+    assert json.loads(rt.ok("features").stdout)["linux"]["netDevices"] == {"enabled": True}
