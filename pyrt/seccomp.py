@@ -108,8 +108,10 @@ def parse(r: Reader) -> Profile | None:
                 s.fail("must not be empty", f"names[{j}]")
         action = _action(s, "action", "errnoRet")
         args = [_arg(a) for a in s.items("args")]
-        if action == ACTIONS["SCMP_ACT_NOTIFY"] and "write" in names:  # runc's words: pyrt-init writes
-            s.fail("SCMP_ACT_NOTIFY cannot be used for the write syscall", "names")
+        if action == ACTIONS["SCMP_ACT_NOTIFY"]:
+            for name in ("write", "sendmsg"):  # runc refuses write; pyrt-init sends the listener with sendmsg:
+                if name in names:               # notified, it would wait for an agent that has no fd yet
+                    s.fail(f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall", "names")
         rules += [Rule(i, name, action, args) for name in names]
     listener, metadata = r.get("listenerPath", str), r.get("listenerMetadata", str) or ""
     if any(rule.action == ACTIONS["SCMP_ACT_NOTIFY"] for rule in rules):

@@ -66,6 +66,17 @@ def test_delete_moves_it_back_under_its_name(rt, bundle, link):
 
 
 @pytest.mark.pyrt_only
+def test_delete_when_the_name_is_taken_on_the_host(rt, bundle, link):
+    """Someone made a link of that name meanwhile: delete still deletes, and says why the
+    device could not go back (it dies with the namespace)."""
+    cid = rt.create(with_devices(bundle, {link: {"name": "eth7"}}).args("sleep", "100"))
+    subprocess.run(["ip", "link", "add", link, "type", "veth", "peer", "name", link + "q"], check=True)
+    r = rt("delete", "--force", cid)
+    assert r.returncode == 0 and "file exists" in r.stderr and link in r.stderr, r.stderr
+    assert rt("state", cid).returncode == 1
+
+
+@pytest.mark.pyrt_only
 def test_failed_create_moves_it_back(rt, bundle, link):
     bundle = with_devices(bundle, {link: {"name": "eth7"}}).args("/nosuch-program")
     bundle.write()

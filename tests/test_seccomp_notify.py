@@ -108,6 +108,9 @@ PYRT_ONLY_BAD = {
                                  "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]},
                                 "linux.seccomp.flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a rule with "
                                 "SCMP_ACT_NOTIFY"),
+    "notify-sendmsg": ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                        "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]},
+                       "linux.seccomp.syscalls[0].names: SCMP_ACT_NOTIFY cannot be used for the sendmsg syscall"),
     "listener-too-long": ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/" + "a" * 120,
                            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]},
                           "linux.seccomp.listenerPath: longer than a unix socket path (107 bytes)"),
