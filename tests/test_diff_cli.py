@@ -339,8 +339,6 @@ def test_terminal_output_line_endings(differ, tmp_path):
     assert ours == runc, (ours, runc)
 
 
-@pytest.mark.xfail(strict=True, reason="pyrt differs: list on a missing --root prints an empty table (as runc 1.1 "
-                                       "did); runc 1.5 fails: open ROOT: no such file or directory")
 def test_list_with_a_missing_root(differ, tmp_path):
     """`list` when --root does not exist (yet): what a fresh host shows."""
     from conftest import BINARY
