@@ -262,9 +262,12 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 # ----------------------------------------------------------------------------- exec
 
 
-def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
-    """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
+                 sub: dict[str, str] | None = None) -> Init:
+    """Start pyrt-init in the container's cgroup (or its sub-cgroups `sub`, exec --cgroup) on the
+    exec plan; return once the process has exec'd (the Init, our child: with a pid namespace, the
+    intermediate reported its pid). `c` is unlocked once pyrt-init is in the cgroup: pause and
+    resume of the container do not wait for the process (it may start in a paused container)."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
@@ -297,6 +300,12 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             cg = Cgroup.from_state(record.cgroup)
         if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
+        if sub:
+            from pyrt.subcgroup import SubCgroup
+
+            if not cg.bases():
+                raise PyrtError("--cgroup: the container has no cgroup")
+            cg = SubCgroup(cg, sub)
         for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
         plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
@@ -304,6 +313,7 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
                                     console="console" in slots.fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
         init = start(plan, slots, 0, cg)
+        c.unlock()  # pause, resume, kill need not wait: the child holds the init's pidfd and the cgroup
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
         return init
     except BaseException:

@@ -170,6 +170,11 @@ class Container:
             raise
         return cls(root, container_id, fd, record)
 
+    def unlock(self) -> None:
+        """Let other commands act on the container. Explicitly: a child cloned while we held the
+        lock shares our open directory until its execve, so closing our fd would not release it."""
+        fcntl.flock(self.dir_fd, fcntl.LOCK_UN)
+
     def close(self) -> None:
         if self.dir_fd >= 0:
             os.close(self.dir_fd)

@@ -28,9 +28,9 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
     from pyrt import launch
     from pyrt.state import Container
 
-    _check_flags(opts)
+    sub = _check_flags(opts)
     relay = forward = init = None
-    c = Container.load(root, container_id)  # held until the process runs: no delete meanwhile
+    c = Container.load(root, container_id)  # locked until pyrt-init is in the container's cgroup
     try:
         c.status().require("exec --ignore-paused" if opts["ignore-paused"] else "exec")
         if c.record.process is None:
@@ -49,7 +49,8 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
                 from pyrt.terminal import Relay
 
                 relay = Relay(3 + opts["preserve-fds"])
-        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1)
+        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
+                                   sub)
         if relay:
             relay.receive()
         if opts["pid-file"]:
@@ -77,17 +78,21 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
         forward.restore()
 
 
-def _check_flags(opts: dict) -> None:
+def _check_flags(opts: dict) -> dict[str, str] | None:
+    """Refuse what pyrt cannot do; the --cgroup sub-cgroups (subcgroup.parse), if any."""
     from pyrt.commands.common import check_console_socket, check_preserve_fds
 
     if opts["process-label"]:
         raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
     if opts["apparmor"]:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
-    if opts["cgroup"]:
-        raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+    if not opts["cgroup"]:
+        return None
+    from pyrt import subcgroup
+
+    return subcgroup.parse(opts["cgroup"])
 
 
 def _process(opts: dict, argv: list[str], base: dict):
