@@ -143,33 +143,35 @@ def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True) -> No
     """Run hooks in order, in the runtime's namespaces, the state JSON on stdin. With
     `must_succeed` the first failure raises; otherwise each failure is a warning."""
     data = jsonio.dumps(st).encode()
-    for h in hooks:
+    for i, h in enumerate(hooks):
         try:
-            _run_one(kind, h, data)
+            _run_one(f"error running {kind} hook #{i}", h, data)
         except PyrtError as e:
             if must_succeed:
                 raise
             log.warning(str(e))
 
 
-def _run_one(kind: str, h: Hook, data: bytes) -> None:
+def _run_one(what: str, h: Hook, data: bytes) -> None:
+    """Run one hook; a failure raises in runc's words (`what`: "error running KIND hook #I")."""
     import signal
     import subprocess
 
     env = dict(e.partition("=")[::2] for e in h.env)
     try:
         p = subprocess.Popen(h.args or [h.path], executable=h.path, env=env, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     except OSError as e:
-        raise PyrtError(f"{kind} hook {h.path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"{what}: fork/exec {h.path}: {os.strerror(e.errno).lower()}") from None
     try:
-        out, _ = p.communicate(data, timeout=h.timeout)
+        out, err = p.communicate(data, timeout=h.timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         p.stdout.close()
-        raise PyrtError(f"{kind} hook {h.path}: killed after its timeout of {h.timeout} s") from None
+        p.stderr.close()
+        raise PyrtError(f"{what}: hook ran past specified timeout of {float(h.timeout)}s") from None
     if p.returncode:
         how = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
-        text = " ".join(out[:512].decode(errors="replace").split())
-        raise PyrtError(f"{kind} hook {h.path}: {how}" + (f": {text}" if text else ""))
+        text = (" ".join(b[:512].decode(errors="replace").split()) for b in (out, err))
+        raise PyrtError(f"{what}: {how}, stdout: {next(text)}, stderr: {next(text)}")

@@ -113,6 +113,12 @@ void step_hook(const union arg *a)
 	if (a[1].u > INT_MAX / 1000)
 		fail(EINVAL, "%s hook %s: timeout %llu", kind, path, a[1].u);
 	int timeout = (int)a[1].u;
+	/* runc's words: "error running KIND hook #I" (I counts the hooks of one kind, in order;
+	 * a kind's steps are consecutive in the plan) */
+	static const char *last_kind;
+	static int no = -1;
+	no = last_kind && strcmp(last_kind, kind) == 0 ? no + 1 : 0;
+	last_kind = kind;
 	CHECK(pipe2(in, O_CLOEXEC));
 	CHECK(pipe2(out, O_CLOEXEC));
 	CHECK(pipe2(err, O_CLOEXEC));
@@ -136,7 +142,7 @@ void step_hook(const union arg *a)
 	close(err[1]);
 	if (read(err[0], &e, sizeof e) == sizeof e) {
 		waitpid(pid, NULL, 0);
-		fail(e, "%s hook %s", kind, path);
+		fail(e, "error running %s hook #%d: fork/exec %s", kind, no, path);
 	}
 	close(err[0]);
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -154,7 +160,7 @@ void step_hook(const union arg *a)
 		if (r == 0) {
 			kill(-pid, SIGKILL);
 			waitpid(pid, NULL, 0);
-			fail(0, "%s hook %s: killed after its timeout of %d s", kind, path, timeout);
+			fail(0, "error running %s hook #%d: hook ran past specified timeout of %d.0s", kind, no, timeout);
 		}
 		if (p[2].revents) {
 			ssize_t w = write(in[1], state + sent, len - sent);
@@ -203,6 +209,6 @@ void step_hook(const union arg *a)
 		if (output[i] == '\n')
 			output[i] = ' ';
 	if (WIFSIGNALED(status))
-		fail(0, "%s hook %s: killed by signal %d%s%s", kind, path, WTERMSIG(status), got ? ": " : "", output);
-	fail(0, "%s hook %s: exit status %d%s%s", kind, path, WEXITSTATUS(status), got ? ": " : "", output);
+		fail(0, "error running %s hook #%d: killed by signal %d, output: %s", kind, no, WTERMSIG(status), output);
+	fail(0, "error running %s hook #%d: exit status %d, output: %s", kind, no, WEXITSTATUS(status), output);
 }
