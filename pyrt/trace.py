@@ -117,7 +117,7 @@ class Tracer:
         self.child.append((f"{index} {name}", end - start))
         if failure is not None:
             text = f"FAILED: {failure.removeprefix('unable to start container process: ')}"
-        self._line(start, end - start, "init", f"{index:<3d}{name}", text)
+        self._line(start, end - start, "init", f"{index:>3d} {name}", text)
 
     # ------------------------------------------------------------------------- the summary
 
