@@ -46,6 +46,11 @@ def tracer(opts: dict, command: str):
     return trace.Tracer.open_file(opts["trace"], command, 3 + opts["preserve-fds"])
 
 
+#: --trace's words for the two steps before the plan's (create and run)
+CONFIG = "read config.json and the flags through the gate (config.load)"
+PLAN = "probe the host, plan both halves (commands.common.prepare)"
+
+
 def timed(trace, name: str, text: str, fn, *args):
     """`fn(*args)`, one of pyrt's steps: traced with --trace (`trace` a trace.Tracer), else just done."""
     return fn(*args) if trace is None else trace.run(name, text, fn, *args)

@@ -16,14 +16,11 @@ def main(g, opts: dict, args: list[str]) -> int:
     options = common.create_options(opts, bundle)
     trace = options.trace = common.tracer(opts, f"create {args[0]}")
     try:
-        spec = common.timed(trace, "config", CONFIG, config.load, bundle, common.overrides(opts))
-        plan = common.timed(trace, "plan", PLAN, common.prepare, g.root, args[0], spec, options)
+        spec = common.timed(trace, "config", common.CONFIG, config.load, bundle, common.overrides(opts))
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, args[0], spec, options)
         launch.create(g.root, args[0], spec, plan, options).close()
     finally:
         if trace is not None:
             trace.finish(" (to `create`'s return; pyrt-init's last steps run at `pyrt start`)")
     return 0
 
-
-CONFIG = "read config.json and the flags through the gate (config.load)"
-PLAN = "probe the host, plan both halves (commands.common.prepare)"

@@ -16,14 +16,12 @@ def main(g, opts: dict, args: list[str]) -> int:
     if not opts["bundle"] and os.path.isfile(os.path.join(target, "config.json")):
         bundle, generated = target, True
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
-    from pyrt.commands.create import CONFIG, PLAN
-
     options = common.create_options(opts, bundle)
     trace = options.trace = common.tracer(opts, f"run {target}")
     try:
-        spec = common.timed(trace, "config", CONFIG, config.load, bundle,
+        spec = common.timed(trace, "config", common.CONFIG, config.load, bundle,
                             common.overrides(opts, relay=not opts["detach"]))
-        plan = common.timed(trace, "plan", PLAN, common.prepare, g.root, target, spec, options)
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options)
         code = run(g.root, target, options, spec, plan, opts["detach"])
     finally:
         if trace is not None:
