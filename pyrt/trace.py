@@ -97,14 +97,14 @@ class Tracer:
         """READY: `ready` ends when the next step starts (run), else when pyrt heard it (create)."""
         self.ready = time.monotonic_ns()
 
-    def child_end(self, failed: int = -1, why: str = "") -> None:
+    def child_end(self, failed: int | None = None, why: str = "") -> None:
         """The step under way ended now (end-of-file: the execve), or failed (ERROR: `failed` is
-        its index, pyrt-init's words `why`)."""
+        its index, -1 before any step; pyrt-init's words `why`)."""
         now = time.monotonic_ns()
-        if failed >= 0 and (self.open is None or self.open[0] != failed):
+        if failed is not None and (self.open is None or self.open[0] != failed):
             self._close(now)
             self.open = (failed, now)  # it failed before it could report its start (the plan's check)
-        self._close(now, why if failed >= 0 else None)
+        self._close(now, why if failed is not None else None)
 
     def _close(self, end: int, failure: str | None = None) -> None:
         if self.open is None:

@@ -145,6 +145,22 @@ def test_failing_step_is_named(rt, bundle, tmp_path):
     t.check_summary()
 
 
+def test_failing_parent_step_is_named(rt, bundle, tmp_path):
+    """A step of pyrt's that fails (the pid file cannot be written) is the last, marked FAILED;
+    nothing is left behind (no_leaks)."""
+    bundle.args("true").write()
+    out = tmp_path / "trace.txt"
+    r = rt("run", f"--trace={out}", "--pid-file", str(tmp_path / "no" / "pid"), "--bundle", str(bundle.path),
+           rt.new_id())
+    assert r.returncode == 1 and "write pid file" in r.stderr
+    t = Trace(out.read_text())
+    assert t.parent[-1][0] == "record", t.text
+    last = [line for line in t.text.splitlines() if LINE.match(line) and "  pyrt  record" in line]
+    assert len(last) == 1 and "FAILED" in last[0] and "write pid file" in last[0], t.text
+    assert t.parent_names() == CREATE_STEPS
+    t.check_summary()
+
+
 def test_trace_file_unwritable(rt, bundle, tmp_path):
     bundle.args("true").write()
     r = rt("run", f"--trace={tmp_path}/no/such/dir/trace", "--bundle", str(bundle.path), rt.new_id())
