@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <signal.h>
@@ -42,6 +43,28 @@ static void __attribute__((noreturn)) child_failed(int sync_fd, int err)
 	_exit(127);
 }
 
+/*
+ * In a new user namespace the child has no ids yet, and an execve by a process that is not the
+ * namespace's root drops the capabilities it holds there. So before execveat: wait for the parent
+ * to write uid_map and gid_map (pyrt/userns.py: SYNC_MAPPED; end-of-file: the parent is gone),
+ * then become root of the namespace. setgroups is cleared unless the parent denied it (rootless).
+ * Raw syscalls: glibc's setxid wrappers synchronise threads this child does not have.
+ */
+static void become_ns_root(int sync_fd)
+{
+	char msg[32];
+	ssize_t n;
+	do
+		n = read(sync_fd, msg, sizeof msg);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)strlen(SYNC_MAPPED) || memcmp(msg, SYNC_MAPPED, (size_t)n) != 0)
+		_exit(127);
+	if (syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+		child_failed(sync_fd, errno);
+	if (syscall(SYS_setgroups, 0, NULL) < 0 && errno != EPERM)
+		child_failed(sync_fd, errno);
+}
+
 long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd, int plan_fd,
 		const int *keep, int nkeep, int *pidfd)
 {
@@ -67,6 +90,8 @@ long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd
 		return pid;
 
 	/* child: only async-signal-safe work from here to execveat */
+	if (flags & CLONE_NEWUSER)
+		become_ns_root(sync_fd);
 	for (int i = 0; i < nkeep; i++)
 		if (fcntl(keep[i], F_SETFD, 0) < 0)
 			child_failed(sync_fd, errno);
@@ -79,4 +104,27 @@ long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd
 int pyrt_socketpair(int fds[2])
 {
 	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+}
+
+/*
+ * An idmapped bind of PATH, attached nowhere (an fd for pyrt-init's mount-idmapped step): a copy
+ * of its mount (RECURSIVE_CLONE: and those below it, an rbind) whose ids go through the user
+ * namespace USERNS_FD (RECURSIVE_IDMAP: every mount of the copy). Made here, by the host's root:
+ * the kernel lets only the filesystem's owner idmap it. -errno on failure (EINVAL: the
+ * filesystem cannot be idmapped).
+ */
+int pyrt_idmapped_tree(const char *path, int recursive_clone, int recursive_idmap, int userns_fd)
+{
+	int fd = (int)syscall(SYS_open_tree, AT_FDCWD, path,
+			      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (recursive_clone ? AT_RECURSIVE : 0));
+	if (fd < 0)
+		return -errno;
+	struct mount_attr attr = { .attr_set = MOUNT_ATTR_IDMAP, .userns_fd = (unsigned long long)userns_fd };
+	if (syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH | (recursive_idmap ? AT_RECURSIVE : 0),
+		    &attr, sizeof attr) < 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	return fd;
 }

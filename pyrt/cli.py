@@ -135,7 +135,8 @@ COMMANDS = {c.name: c for c in (
 ALIASES = {"del": "delete", "rm": "delete", "ls": "list"}
 
 GLOBAL_FLAGS = (
-    Flag("root", "root directory for storage of container state", kind=str, default="/run/pyrt"),
+    Flag("root", "root directory for storage of container state (default /run/pyrt; without root "
+         "$XDG_RUNTIME_DIR/pyrt)", kind=str, default=None),
     Flag("log", "set the log file to write pyrt logs to (default is stderr)", kind=str, default=""),
     Flag("log-format", "set the log format ('text' (default), or 'json')", kind=str, default="text"),
     Flag("debug", "enable debug logging (and a trace of every setup step)"),
@@ -157,6 +158,8 @@ class Globals:
         self.log: str = values["log"]
         self.log_format: str = values["log-format"]
         self.debug: bool = values["debug"]
+        #: --rootless: auto (the default) is rootless unless run by root (rootless.py)
+        self.rootless: bool = values["rootless"] == "true" or (values["rootless"] == "auto" and os.geteuid() != 0)
 
 
 def parse_flags(flags: tuple, argv: list[str], interspersed: bool) -> tuple[dict, list[str]]:
@@ -298,8 +301,12 @@ def _main(argv: list[str]) -> int:
         raise PyrtError("--systemd-cgroup: pyrt has no systemd cgroup driver; use cgroupfs paths")
     if values["rootless"] not in ("auto", "false", "true"):
         raise Usage(f'invalid --rootless value "{values["rootless"]}": use true, false or auto')
-    if values["rootless"] == "true" or (values["rootless"] == "auto" and os.geteuid() != 0):
-        raise PyrtError("rootless containers are not supported by pyrt: run it as root")
+    if values["root"] is None:
+        values["root"] = "/run/pyrt"
+        if values["rootless"] != "false" and os.geteuid() != 0:
+            from pyrt import rootless
+
+            values["root"] = rootless.default_root()
     name = ALIASES.get(rest[0], rest[0])
     cmd = COMMANDS.get(name)
     if cmd is None:

@@ -53,18 +53,38 @@ def config() -> dict:
     }
 
 
+def rootless(config: dict) -> dict:
+    """`spec --rootless`, as runc's: a user namespace mapping the caller's uid and gid to root,
+    no network namespace (a user gets no link outside), no cgroup namespace nor limits, the
+    host's /sys bound (sysfs needs a network namespace of the container's), devpts without gid=5
+    (no such group in the namespace)."""
+    import os
+
+    lx = config["linux"]
+    lx.pop("resources", None)
+    lx["uidMappings"] = [{"containerID": 0, "hostID": os.geteuid(), "size": 1}]
+    lx["gidMappings"] = [{"containerID": 0, "hostID": os.getegid(), "size": 1}]
+    lx["namespaces"] = [{"type": t} for t in ("pid", "ipc", "uts", "mount", "user")]
+    for m in config["mounts"]:
+        if m["destination"] == "/sys":
+            m.update(type="none", source="/sys", options=["rbind", "nosuid", "noexec", "nodev", "ro"])
+        elif m["type"] == "devpts":
+            m["options"] = [o for o in m["options"] if o != "gid=5"]
+    return config
+
+
 def features() -> dict:
     """The runtime-spec features document: only what this pyrt really does."""
     from pyrt import capabilities, kernel, seccomp, spec
 
-    options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup"})
+    options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup", "idmap", "ridmap"})
     return {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.3.0",
         "hooks": list(spec.HOOK_KINDS),
         "mountOptions": options,
         "linux": {
-            "namespaces": [n for n in spec.NAMESPACES if n not in ("user", "time")],
+            "namespaces": list(spec.NAMESPACES),
             "capabilities": capabilities.all_names(),
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False, "rdma": True},
             "seccomp": {
@@ -78,7 +98,7 @@ def features() -> dict:
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
-            "mountExtensions": {"idmap": {"enabled": False}},
+            "mountExtensions": {"idmap": {"enabled": True}},
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

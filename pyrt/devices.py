@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pyrt.kernel import MS_BIND
 from pyrt.spec import Device, Spec
 from pyrt.steps import Step
 
@@ -33,6 +34,9 @@ def steps(spec: Spec) -> list[Step]:
     # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
     # /dev/ptmx node among its devices), and a node given for another link's path stays
     nodes = [d for d in devices(spec) if d.path != "/dev/ptmx"]
-    out = [Step("mknod", d.path, d.type, d.major, d.minor, d.file_mode, d.uid, d.gid) for d in nodes]
+    if "user" in spec.namespaces:  # mknod is the host's root's alone: bind the host's nodes, as runc
+        out = [Step("mount", d.path, d.path, "", MS_BIND, 0, "", True, 0, 0) for d in nodes]
+    else:
+        out = [Step("mknod", d.path, d.type, d.major, d.minor, d.file_mode, d.uid, d.gid) for d in nodes]
     given = {d.path for d in nodes}
     return out + [Step("symlink", target, link) for target, link in SYMLINKS if link not in given]

@@ -46,20 +46,22 @@ class Slots:
         self.owned = []
 
 
-def start(plan, slots: Slots, clone_flags: int, cg, before_go=None) -> Init:
+def start(plan, slots: Slots, clone_flags: int, cg, before_go=None, go: bool = True) -> Init:
     """clone3 pyrt-init into `cg` (new namespaces: `clone_flags`) on the child's steps of `plan`,
     its fd slots resolved by `slots`; `before_go(init)` (create journals the init there), then
-    close the slots and "go"."""
-    cgroup_fd = cg.open_dir()
+    close the slots and "go" (unless not `go`: create does it as a step of its own)."""
+    cgroup_fd = cg.open_dir()  # -1: none (rootless.NoCgroup)
     try:
         init = Init.spawn(plan, slots.fds, clone_flags, cgroup_fd, slots.floor, cg.dir)
     finally:
-        os.close(cgroup_fd)
+        if cgroup_fd >= 0:
+            os.close(cgroup_fd)
     try:
         if before_go:
             before_go(init)
-        slots.close()
-        init.go()
+        if go:
+            slots.close()
+            init.go()
     except BaseException:
         init.kill()
         raise
@@ -91,6 +93,10 @@ def create(root: str, container_id: str, spec, plan, opts: CreateOptions, consol
 
         for slot, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
             c.slots.add(slot, fd)
+        if spec.namespaces.get("user") and (spec.uid_mappings or spec.gid_mappings):
+            from pyrt import userns
+
+            userns.check_joined(spec, c.slots.fds[namespaces.slot("user")])
         for action in plan.parent:
             step = getattr(c, action.name.replace("-", "_"))
             if opts.trace is None:
@@ -127,6 +133,9 @@ class _Create:
         self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor))
         self.seccomp_flags = self.spec.seccomp.flags
 
+    def no_cgroup(self, cg) -> None:
+        self.cg = cg
+
     def cgroup(self, cg) -> None:
         self.cg = cg
         cg.make(self.c.dir_fd)
@@ -149,9 +158,24 @@ class _Create:
             slots.add("console", connect(self.opts.console_socket))
         for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
-        self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init)
+        self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init, go=False)
         if self.opts.trace is not None:
             self.opts.trace.attach(self.init)
+
+    def idmap_trees(self, trees: list) -> None:
+        from pyrt import userns
+
+        for slot, fd in userns.idmapped_trees(trees).items():
+            self.slots.add(slot, fd)
+
+    def map_ids(self, uid_maps: tuple, gid_maps: tuple, way: str) -> None:
+        from pyrt import userns
+
+        userns.write_maps(self.init.pid, self.init.sock, uid_maps, gid_maps, way)
+
+    def go(self) -> None:
+        self.slots.close()
+        self.init.go()
 
     def _journal_init(self, init: Init) -> None:
         # journaled before "go": killed before this line, the init reads end-of-file and exits
@@ -275,8 +299,13 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             fd = seccomp_mod.for_exec(c.dir_fd)
             if fd is not None:
                 seccomp = slots.add("seccomp", fd)
-        cg = Cgroup.from_state(record.cgroup)
-        if not os.path.isdir(cg.dir):
+        if record.cgroup.get("none"):  # rootless, without one
+            from pyrt.rootless import from_state
+
+            cg = from_state(record.cgroup)
+        else:
+            cg = Cgroup.from_state(record.cgroup)
+        if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
         for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)

@@ -10,11 +10,12 @@ from pyrt.kernel import FLAGS, MS_BIND, MS_REC, MS_REMOUNT, PROPAGATION, RECURSI
 class Options:
     """A mount's options, split the way mount(2) and mount_setattr(2) take them."""
 
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup", "idmap")
 
     def __init__(self, options: list[str] | tuple, where: str) -> None:
         self.flags = self.propagation = self.attr_set = self.attr_clr = 0
         self.copyup = False  # runc's tmpcopyup: the tmpfs starts with what it covers
+        self.idmap = ""  # "idmap" or "ridmap" (recursive): an idmapped bind mount (mounts.idmapping)
         data = []
         for opt in options:
             if opt in FLAGS:
@@ -28,7 +29,7 @@ class Options:
             elif opt == "tmpcopyup":
                 self.copyup = True
             elif opt in ("idmap", "ridmap"):
-                raise PyrtError(f'{where}: mount option "{opt}" is not supported by pyrt')
+                self.idmap = opt
             elif not opt:
                 raise PyrtError(f"{where}: empty mount option")
             else:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 
+from pyrt.errors import PyrtError
+
 #: Each parent step's system calls and why it is there (`pyrt plan --explain`), beside describe()
 EXPLAIN = {
     "state-dir": ("mkdir(2), open(2) O_DIRECTORY, flock(2)",
@@ -21,11 +23,17 @@ EXPLAIN = {
                 "compiled once on the host from linux.seccomp; kept so `exec` loads the same filter"),
     "cgroup": ("mkdir(2), setxattr(2) trusted.pyrt.created, flock(2)",
                "the container's cgroup in every hierarchy, journaled before each mkdir, marked as pyrt's after it"),
+    "no-cgroup": ("none", "rootless without a cgroup this user may write: nothing to make, nothing limits"),
     "limit": ("open(2), write(2) of a cgroup file (bpf(2) for cgroup2 devices)",
               "linux.resources, written before any process of the container runs"),
     "fifo": ("mknod(2) S_IFIFO, open(2) O_RDWR", "pyrt-init waits on it until `pyrt start` writes into it"),
-    "spawn": ("socketpair(2), memfd_create(2), clone3(2) CLONE_NEW*|CLONE_INTO_CGROUP, execveat(2), write(2) \"go\"",
+    "idmap-trees": ("open_tree(2) OPEN_TREE_CLONE, mount_setattr(2) MOUNT_ATTR_IDMAP",
+                    "idmapped mounts are made on the host, where the source is reachable, and handed over by fd"),
+    "spawn": ("socketpair(2), memfd_create(2), clone3(2) CLONE_NEW*|CLONE_INTO_CGROUP, execveat(2)",
               "pyrt-init starts already in the container's namespaces and cgroup, from a sealed copy (CVE-2019-5736)"),
+    "map-ids": ("write(2) to /proc/PID/uid_map, setgroups, gid_map (or newuidmap(1), newgidmap(1))",
+                "a new user namespace's ids are mapped from outside it, by its parent"),
+    "go": ("write(2) \"go\" on the sync socket", "pyrt holds what it needs of the new process: pyrt-init may start"),
     "network": ("netlink (pyroute2): veth, bridge, address, route; nft for published ports",
                 "bridge mode only (--network bridge, -p): the host end of the container's eth0"),
     "hooks": ("fork(2), execve(2), waitpid(2) of each hook; send(2) of the state",
@@ -58,13 +66,26 @@ class Action:
             n = len(v[0].bases()) - 1
             where = f"the cgroup2 tree and {n} v1 hierarchies" if n else "the cgroup2 tree"
             return f"make or join cgroup {v[0].path} in {where} (each mkdir journaled first)"
+        if self.name == "no-cgroup":
+            return "no cgroup: rootless, and none this user may write (nothing limits the container)"
         if self.name == "limit":
             return f"{v[0].describe()} [{v[0].where}]"
         if self.name == "fifo":
             return f"make the exec fifo {v[0]}"
+        if self.name == "idmap-trees":
+            return "make the idmapped binds " + "; ".join(
+                f"{src} ({_maps(uid)} uids, {_maps(gid)} gids{', recursive' if rec else ''})"
+                for _, src, uid, gid, _, rec in v[0]) + " (a user namespace of the maps held by fd; open_tree, " \
+                "mount_setattr): the container's root may not idmap"
         if self.name == "spawn":
-            return f"clone pyrt-init into the cgroup and new namespaces ({_namespace_names(v[0])}), journal it, " \
-                   "send it the plan and \"go\""
+            return f"clone pyrt-init into the cgroup and new namespaces ({_namespace_names(v[0])}), journal it"
+        if self.name == "map-ids":
+            deny = 'setgroups "deny" (no CAP_SETGID here), ' if v[2] == "deny" else ""
+            tools = " with newuidmap and newgidmap" if v[2] == "helpers" else ""
+            return f"write its uid_map ({_maps(v[0])}), {deny}gid_map ({_maps(v[1])}){tools}; tell it \"mapped\": " \
+                   "it becomes root of its user namespace, then pyrt-init"
+        if self.name == "go":
+            return "send it \"go\": it reads its plan"
         if self.name == "network":
             ports = ", ".join(map(str, v[0].ports)) or "none"
             return f"give eth0 an address on bridge {v[0].bridge} ({v[0].subnet}), publish ports: {ports} " \
@@ -75,6 +96,10 @@ class Action:
         if self.name == "ready":
             return "wait until pyrt-init is ready (parked on the exec fifo)"
         return "write state.json" + (", then the pid file" if v[0] else "")
+
+
+def _maps(maps) -> str:
+    return ", ".join(f"{c}-{c + n - 1} -> {h}-{h + n - 1}" for c, h, n in maps)
 
 
 def _namespace_names(flags: int) -> str:
@@ -91,10 +116,28 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
     steps = [Action("state-dir", state_dir)]
     if bpf is not None:
         steps.append(Action("seccomp", bpf))
-    steps.append(Action("cgroup", cg))
-    steps += [Action("limit", w) for w in cgwrites.writes(spec.resources, cg, device_nodes=spec.devices)]
+    if cg.bases():
+        steps.append(Action("cgroup", cg))
+        steps += [Action("limit", w) for w in cgwrites.writes(spec.resources, cg, device_nodes=spec.devices)]
+    else:  # rootless, and no cgroup this user may write (rootless.NoCgroup): a limit asked for is refused
+        r = spec.resources
+        asked = [k for k in ("memory", "cpu", "pids", "block_io", "hugepages", "rdma", "network", "devices", "unified")
+                 if getattr(r, k)]
+        if asked:
+            raise PyrtError(f"config.json: linux.resources: rootless and no writable cgroup: cannot apply {asked[0]} "
+                            "limits")
+        steps.append(Action("no-cgroup", cg))
     steps.append(Action("fifo", os.path.join(state_dir, "exec.fifo")))
+    trees = idmapped_trees(spec)
+    if trees:
+        steps.append(Action("idmap-trees", trees))
     steps.append(Action("spawn", namespaces.clone_flags(spec)))
+    if "user" in spec.namespaces and spec.namespaces["user"] is None:
+        from pyrt import userns
+
+        steps.append(Action("map-ids", spec.uid_mappings, spec.gid_mappings,
+                            userns.how(spec.uid_mappings, spec.gid_mappings)))
+    steps.append(Action("go"))
     if spec.network:
         steps.append(Action("network", spec.network))
     kinds = [k for k in ("prestart", "createRuntime") if spec.hooks.get(k)]
@@ -103,6 +146,21 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
     steps.append(Action("ready"))
     steps.append(Action("record", pid_file))
     return steps
+
+
+def idmapped_trees(spec) -> list[tuple]:
+    """(index, source on the host, uid maps, gid maps, rbind, ridmap) of each idmapped mount."""
+    from pyrt import mounts
+    from pyrt.kernel import MS_REC
+
+    out = []
+    for i, m in enumerate(spec.mounts):
+        idmap = mounts.idmapping(m, i, spec.uid_mappings, spec.gid_mappings)
+        if idmap:
+            uid, gid, ridmap = idmap
+            out.append((i, os.path.normpath(os.path.join(spec.bundle, m.source)), uid, gid,
+                        bool(m.opts.flags & MS_REC), ridmap))
+    return out
 
 
 def render(parent: list[Action], child: list, explain: bool = False) -> str:

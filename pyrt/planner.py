@@ -13,8 +13,22 @@ from pyrt import cgroups, devices, hooks, mounts, namespaces, process
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
-from pyrt.kernel import CLONE, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SHARED, MS_SLAVE, MS_UNBINDABLE, PROPAGATION
-from pyrt.spec import Process, Spec
+from pyrt.kernel import (
+    CLONE,
+    FLAGS,
+    MS_BIND,
+    MS_NODEV,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_PRIVATE,
+    MS_RDONLY,
+    MS_REC,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_UNBINDABLE,
+    PROPAGATION,
+)
+from pyrt.spec import Mount, Process, Spec
 from pyrt.steps import Fd, Plan, Step
 
 
@@ -23,14 +37,15 @@ class Options:
     load (None: no filter); `console`: a console socket will be there for a terminal; `root`:
     the state root (the default cgroup path depends on it)."""
 
-    __slots__ = ("id", "preserve_fds", "no_pivot", "no_new_keyring", "trace", "seccomp", "console", "root")
+    __slots__ = ("id", "preserve_fds", "no_pivot", "no_new_keyring", "trace", "seccomp", "console", "root",
+                 "no_cgroup")
 
     def __init__(self, container_id: str, preserve_fds: int = 0, no_pivot: bool = False,
                  no_new_keyring: bool = False, trace: bool = False, seccomp: int | None = None,
-                 console: bool = False, root: str = "/run/pyrt") -> None:
+                 console: bool = False, root: str = "/run/pyrt", no_cgroup: bool = False) -> None:
         self.id, self.preserve_fds, self.no_pivot = container_id, preserve_fds, no_pivot
         self.no_new_keyring, self.trace, self.seccomp = no_new_keyring, trace, seccomp
-        self.console, self.root = console, root
+        self.console, self.root, self.no_cgroup = console, root, no_cgroup
 
 
 def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
@@ -43,8 +58,8 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
 
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
     #    namespaces: the new ones came with clone3; join the others; the cgroup one last
-    steps += join_cgroups_steps(host)
-    steps += namespaces.join_steps(namespaces.joined(spec))
+    steps += [] if opts.no_cgroup else join_cgroups_steps(host)
+    steps += namespaces.steps(spec)
     if "cgroup" in new:
         steps.append(Step("unshare", CLONE["cgroup"]))
     if proc.oom_score_adj is not None:
@@ -54,10 +69,16 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
     cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
-    for m in spec.mounts:
-        if m.type in ("cgroup", "cgroup2"):
+    for i, m in enumerate(spec.mounts):
+        if m.type in ("cgroup", "cgroup2") and opts.no_cgroup:  # rootless: the host's hierarchies, read-only
+            steps.append(Step("mount", "/sys/fs/cgroup", m.destination, "", MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID
+                              | MS_NODEV | MS_NOEXEC, 0, "", True, 0, 0))
+        elif m.type in ("cgroup", "cgroup2"):
             steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces, m.type)
+        elif mounts.idmapping(m, i, spec.uid_mappings, spec.gid_mappings):
+            steps.append(mounts.idmapped_step(m, i, spec.bundle))
         else:
+            m = userns_mount(m, spec, new)
             steps.append(mounts.mount_step(m, m.opts, spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
@@ -100,6 +121,21 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps += hooks.steps("startContainer", spec.hooks)
     steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)
+
+
+def userns_mount(m: Mount, spec: Spec, new: set[str]) -> Mount:
+    """In a user namespace, as runc: sysfs only in a network namespace of the container's own,
+    mqueue only in its own ipc namespace (the kernel's rule); else the host's, bound (recursive
+    for /sys), with the mount's flags."""
+    if "user" not in spec.namespaces:
+        return m
+    for fstype, owner, host, bind in (("sysfs", "network", "/sys", "rbind"), ("mqueue", "ipc", "/dev/mqueue", "bind")):
+        if m.type == fstype and owner not in new:
+            from pyrt import mountopts
+
+            options = [bind, *(o for o in m.options if o in FLAGS)]
+            return Mount(m.destination, "bind", host, options, mountopts.parse("bind", options, "config.json: mounts"))
+    return m
 
 
 def join_cgroups_steps(host: HostLayout) -> list[Step]:

@@ -4,6 +4,8 @@ sync protocol"). `python -m pyrt.steps` writes them into native/init/steps.h as 
 On the sync socket (SOCK_SEQPACKET: one message per datagram, fields NUL-terminated):
 """
 
+MAPPED = b"mapped"  # parent -> child of clone3 in a new user namespace (native/spawn.c, before it is
+#                    pyrt-init): its uid_map and gid_map are written (pyrt/userns.py)
 GO = b"go"  # parent -> init: take the plan (the parent holds what it needs of the new process)
 STEP = b"step"  # init -> parent: INDEX NS, before each step when the plan starts with `trace`: NS is
 #                 when the step starts, in CLOCK_MONOTONIC nanoseconds (pyrt-init's own clock, the
@@ -25,5 +27,5 @@ CHUNK = 65536  # bytes: a datagram is bounded by the socket's buffer (the states
 FIFO_START = b"0"
 
 #: Every name above, for the C header.
-MESSAGES = {"GO": GO, "STEP": STEP, "PID": PID, "HOOKS": HOOKS, "READY": READY, "ERROR": ERROR,
+MESSAGES = {"MAPPED": MAPPED, "GO": GO, "STEP": STEP, "PID": PID, "HOOKS": HOOKS, "READY": READY, "ERROR": ERROR,
             "FIFO_START": FIFO_START}

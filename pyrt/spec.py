@@ -48,12 +48,15 @@ class Frozen:
 
 class Mount(Frozen):
     """One mounts[] entry; `opts` its options as mount(2) and mount_setattr(2) take them
-    (mountopts.Options; None only where a test builds a Mount by hand)."""
+    (mountopts.Options; None only where a test builds a Mount by hand); `uid_mappings`,
+    `gid_mappings`: an idmapped mount's own, (containerID, hostID, size) triples."""
 
-    __slots__ = ("destination", "type", "source", "options", "opts")
+    __slots__ = ("destination", "type", "source", "options", "opts", "uid_mappings", "gid_mappings")
 
-    def __init__(self, destination: str, type: str, source: str, options: tuple | list, opts=None) -> None:
-        self._init(destination=destination, type=type, source=source, options=tuple(options), opts=opts)
+    def __init__(self, destination: str, type: str, source: str, options: tuple | list, opts=None,
+                 uid_mappings: tuple = (), gid_mappings: tuple = ()) -> None:
+        self._init(destination=destination, type=type, source=source, options=tuple(options), opts=opts,
+                   uid_mappings=tuple(uid_mappings), gid_mappings=tuple(gid_mappings))
 
 
 class Device(Frozen):
@@ -98,12 +101,13 @@ class Spec(Frozen):
     network         netspec.Request for pyrt's bridge mode, or None
     annotations     final: the command line's --network/-p are in them already
     personality     linux.personality's domain as personality(2) takes it, or None
+    time_offsets    linux.timeOffsets: clock ("monotonic", "boottime") -> (seconds, nanoseconds)
     """
 
     __slots__ = ("bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
                  "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
                  "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-                 "sysctl", "seccomp", "personality", "network")
+                 "sysctl", "seccomp", "personality", "network", "time_offsets")
 
     def __init__(self, **fields: object) -> None:
         missing = set(self.__slots__) - fields.keys()

@@ -202,9 +202,13 @@ class Container:
 
     def cgroup(self):
         """The container's cgroup, knowing its init while that lives (see Cgroup.processes())."""
-        from pyrt.cgroups import Cgroup
+        if self.record.cgroup.get("none"):  # rootless, without one
+            from pyrt.rootless import from_state
+        else:
+            from pyrt.cgroups import Cgroup
 
-        cg = Cgroup.from_state(self.record.cgroup)
+            from_state = Cgroup.from_state
+        cg = from_state(self.record.cgroup)
         if self.init_alive():
             cg.init_pid = self.record.pid
         return cg

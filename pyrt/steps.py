@@ -21,6 +21,7 @@ whoever opened the fds, right before the clone); no fd the plan does not name is
     seccomp           a memfd holding the seccomp BPF program
     pidfd             the container init's pidfd (exec joins its namespaces through it)
     ns:<type>         a namespace config.json gives by path (ns:network, ns:pid, ...)
+    idmap:<index>     the idmapped tree of mounts[index] (open_tree + mount_setattr by the parent)
     cgroup-v1:<name>  the container's `tasks` file in a cgroup v1 hierarchy (hybrid hosts), by
                       the hierarchy's mount point name (cgroup-v1:memory, cgroup-v1:cpu,cpuacct)
 
@@ -283,19 +284,28 @@ TYPES = {t.name: t for t in (
              why="config.json names a namespace by path (or exec joins the init's through its pidfd): the process "
                  "enters it before it builds anything"),
     StepType("unshare", "flags:u",
-             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace (now that we are in our cgroups)",
-             calls='unshare(2) CLONE_NEWCGROUP',
-             why="the new cgroup namespace is made after the cgroups are joined, so the container's cgroup becomes its"
-                 " root"),
+             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)",
+             calls='unshare(2)',
+             why="namespaces made after clone3: the cgroup one once the cgroups are joined (the container's cgroup "
+                 "becomes its root), the time one after its offsets are known"),
+    StepType("time-offsets", "monotonic_s:i monotonic_ns:i boottime_s:i boottime_ns:i",
+             "set the new time namespace's offsets: monotonic {monotonic_s}s {monotonic_ns}ns, boottime "
+             "{boottime_s}s {boottime_ns}ns (before its first process, the fork below, enters it)",
+             calls='write(2) to /proc/self/timens_offsets',
+             why="linux.timeOffsets: a time namespace's clocks can be offset only before a process enters it"),
+    StepType("ns-root", "", "become root of the joined user namespace (its uid and gid 0, no groups)",
+             calls='setgroups(2), setresgid(2), setresuid(2)',
+             why="after setns into a user namespace the process keeps its ids: it takes the namespace's root to "
+                 "act in it"),
     StepType("join-cgroups", "tasks:F", lambda s: "move into the container's cgroup v1 hierarchies (write 0 to "
              f"the tasks files {', '.join(map(str, s['tasks']))})",
              calls='write(2) to each v1 tasks file',
              why="clone3's CLONE_INTO_CGROUP reaches only cgroup2: on a hybrid host the v1 hierarchies are joined by "
                  "hand"),
-    StepType("fork", "", "fork into the joined pid namespace; the child goes on",
+    StepType("fork", "", "fork into the pid (or time) namespace joined or unshared; the child goes on",
              calls='fork(2)',
-             why="setns(CLONE_NEWPID) applies to children only: exec must fork to be inside the container's pid "
-                 "namespace"),
+             why="a pid or time namespace joined or unshared applies to children only: the process forks to be "
+                 "inside it"),
     StepType("oom-score-adj", "value:i", "set oom_score_adj {value}",
              calls='write(2) to /proc/self/oom_score_adj',
              why='process.oomScoreAdj: done before the credentials drop, which can forbid lowering it'),
@@ -315,6 +325,12 @@ TYPES = {t.name: t for t in (
              "attr_clr:u", lambda s: _mount(s) + ", starting with a copy of what it covers (tmpcopyup)",
              calls='fsopen(2)+fsmount(2) tmpfs, copies, move_mount(2)',
              why='a tmpfs with tmpcopyup: filled with what it covers before it is attached'),
+    StepType("mount-idmapped", "tree:f source:s dest:s flags:u propagation:u attr_set:u attr_clr:u",
+             lambda s: f"attach the idmapped bind of {s['source']} ({s['tree']}, made by the parent) on {s['dest']}"
+             + (f" [{_flag_names(s['flags'])}]" if s["flags"] else ""),
+             calls='openat2(2) RESOLVE_IN_ROOT, move_mount(2), mount_setattr(2)',
+             why="an idmapped mount: the parent made the tree with mount_setattr(MOUNT_ATTR_IDMAP) on the host; "
+                 "the child attaches it inside the root"),
     StepType("remount", "dest:s flags:u",
              lambda s: f"remount {s['dest']} {_flag_names(s['flags']) or 'with flags ' + str(s['flags'])}",
              calls='mount(2) MS_REMOUNT|MS_BIND',

@@ -37,6 +37,7 @@ class Tracer:
         self.steps: list = []  # the child's plan (to name its steps)
         self.open: tuple[int, int] | None = None  # (index, start) of the child step under way
         self.ready = 0  # when pyrt heard READY: the end of `ready` if no later step is heard
+        self.shift_after, self.shift = 0, 0  # see attach()
         self.done = False
         self._write(f"pyrt trace of {command} (ms since the trace began; pyrt: on the host, "
                     "init N: pyrt-init's step N, in the container)\n" + HEADER)
@@ -87,9 +88,21 @@ class Tracer:
     def attach(self, init) -> None:
         """Follow the steps of this pyrt-init (spawn.Init reports its messages here)."""
         self.steps, init.tracer = init.steps, self
+        # after the fork into a new time namespace with offsets, CLOCK_MONOTONIC is offset too
+        self.shift_after, self.shift = len(self.steps), 0
+        offsets = next((s for s in self.steps if s.name == "time-offsets"), None)
+        if offsets is not None:
+            self.shift = offsets["monotonic_s"] * 1_000_000_000 + offsets["monotonic_ns"]
+            self.shift_after = next((i for i, s in enumerate(self.steps) if s.name == "fork"), len(self.steps))
 
     def child_step(self, index: int, ns: int) -> None:
-        """STEP INDEX NS: step `index` starts at `ns`; the one before it ends there."""
+        """STEP INDEX NS: step `index` starts at `ns`; the one before it ends there. A time the
+        trace cannot place (a joined time namespace's offset) is taken as when pyrt heard it."""
+        if index > self.shift_after:
+            ns -= self.shift
+        now = time.monotonic_ns()
+        if not (self.open[1] if self.open else self.t0) <= ns <= now:
+            ns = now
         self._close(ns)
         self.open = (index, ns)
 

@@ -25,7 +25,6 @@ REFUSED_COMMANDS = {
 #: (command, flag) runc 1.5 has that pyrt refuses today ("" is the global level), and why.
 REFUSED_FLAGS = {
     ("", "--systemd-cgroup"): "no systemd cgroup driver",
-    ("spec", "--rootless"): "no rootless containers",
     ("create", "--pidfd-socket"): "--pidfd-socket (a pidfd of the init sent over a socket) is not implemented",
     ("run", "--pidfd-socket"): "--pidfd-socket is not implemented",
     ("exec", "--pidfd-socket"): "--pidfd-socket is not implemented",

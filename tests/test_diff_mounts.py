@@ -267,8 +267,7 @@ ROWS = [
                                                                uidMappings=[{"containerID": 0, "hostID": 1000,
                                                                              "size": 1}],
                                                                gidMappings=[{"containerID": 0, "hostID": 1000,
-                                                                             "size": 1}])), "stage", "extra",
-        differs="mounts[].uidMappings/gidMappings (idmapped mounts) are refused; runc 1.5 implements them"),
+                                                                             "size": 1}])), "stage", "extra"),
     row("create --no-pivot", Scenario("no-pivot", create_args=("--no-pivot",)), "stage", "mounts"),
     # hostname, domainname
     row("hostname", Scenario("hostname", edit(lambda c: c.update(hostname="h.example"))), "uts"),

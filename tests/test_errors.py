@@ -145,10 +145,10 @@ STRICTER = {
                                                                   "minor": 3}]), "linux.devices[0].path"),
     "unknown-root-propagation": (lambda c: c["linux"].update(rootfsPropagation="sideways"),
                                  'linux.rootfsPropagation: unknown propagation "sideways"'),
-    "user-namespace": (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
-                       'the "user" namespace is not supported by pyrt'),
-    "time-namespace": (lambda c: c["linux"]["namespaces"].append({"type": "time"}),
-                       'the "time" namespace is not supported by pyrt'),
+    "user-namespace-without-mappings": (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
+                                        "linux.uidMappings: a new user namespace needs mappings"),
+    "time-offsets-without-namespace": (lambda c: c["linux"].update(timeOffsets={"boottime": {"secs": 1}}),
+                                       "linux.timeOffsets: time namespace offsets specified"),
     "hostname-of-a-joined-uts": (lambda c: (without_ns(c, "uts"), c["linux"]["namespaces"].append(
         {"type": "uts", "path": PRIVATE_UTS["path"]})), "cannot set the hostname of a joined uts namespace"),
 }

@@ -221,3 +221,37 @@ def test_hello_world_host_network(podman):
     podman.ok("stop", "-t", "10", "hello")  # the server stops cleanly on TERM
     assert state(podman, "hello")["ExitCode"] == 0
     podman.ok("rm", "hello")
+
+
+def test_uidmap_user_namespace(podman):
+    """podman --uidmap/--gidmap: a user namespace with those mappings (its rootfs chowned by podman)."""
+    r = podman("run", "--rm", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536", BUSYBOX,
+               "sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/x && echo ok")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["0", "100000", "65536"] * 2 + ["0", "ok"]
+
+
+@pytest.fixture
+def containers_subids():
+    """A "containers" range in /etc/subuid and /etc/subgid (podman --userns=auto takes from it),
+    added for the test when missing and the files put back after."""
+    saved = {}
+    for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+        text = path.read_text() if path.exists() else None
+        saved[path] = text
+        if not any(line.startswith("containers:") for line in (text or "").splitlines()):
+            path.write_text((text or "") + "containers:2000000000:10000000\n")
+    yield
+    for path, text in saved.items():
+        if text is None:
+            path.unlink()
+        else:
+            path.write_text(text)
+
+
+def test_userns_auto(podman, containers_subids):
+    """podman --userns=auto picks a range of /etc/subuid's "containers" entry."""
+    r = podman("run", "--rm", "--userns=auto:size=65536", BUSYBOX, "cat", "/proc/self/uid_map")
+    assert r.returncode == 0, r.stderr
+    inside, host, size = r.stdout.split()
+    assert inside == "0" and int(host) > 0 and size == "65536"

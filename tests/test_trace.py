@@ -21,7 +21,7 @@ TOTAL = re.compile(r"^total (\d+\.\d{3}) ms.*: pyrt's (\d+) steps (\d+\.\d{3}) m
                    r"pyrt-init's (\d+) steps (\d+\.\d{3}) ms of it")
 
 # the parent's steps of a plain busybox container, in order (parent_plan.for_create)
-CREATE_STEPS = ["config", "plan", "state-dir", "cgroup", "fifo", "spawn", "ready", "record"]
+CREATE_STEPS = ["config", "plan", "state-dir", "cgroup", "fifo", "spawn", "go", "ready", "record"]
 
 
 class Trace:
@@ -204,8 +204,8 @@ def test_every_step_is_explained():
 
     for t in steps.TYPES.values():
         assert t.calls and "(2)" in t.calls + t.why and t.why, t.name
-    actions = {"state-dir", "seccomp", "cgroup", "limit", "fifo", "spawn", "network", "hooks", "ready", "record"}
-    assert set(parent_plan.EXPLAIN) == actions
+    described = set(re.findall(r'self\.name == "([a-z-]+)"', Path(parent_plan.__file__).read_text()))
+    assert set(parent_plan.EXPLAIN) == described | {"record"}  # describe()'s last case: record
     for calls, why in parent_plan.EXPLAIN.values():
         assert calls and why
 

@@ -41,6 +41,30 @@ static unsigned long mount_flags(int fd)
 }
 
 /*
+ * A bind remount of the mount at P (FD) with FLAGS. In a user namespace the kernel locks the
+ * ro, nosuid, nodev, noexec and atime flags of the mounts it inherited: a remount that would
+ * clear one fails with EPERM. Then, as runc, the mount's locked flags are carried over (the
+ * atime mode only where FLAGS name none) and the remount tried again.
+ */
+static int remount_bind(const char *p, int fd, unsigned long flags)
+{
+	const unsigned long atime = MS_NOATIME | MS_NODIRATIME | MS_RELATIME | MS_STRICTATIME;
+	if (mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags, NULL) == 0)
+		return 0;
+	if (errno != EPERM)
+		return -1;
+	unsigned long have = mount_flags(fd);
+	unsigned long keep = have & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC);
+	if (!(flags & atime))
+		keep |= have & atime;
+	if ((flags | keep) == flags) {
+		errno = EPERM;
+		return -1;
+	}
+	return mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags | keep, NULL);
+}
+
+/*
  * propagation TARGET FLAGS: mount(NULL, M, NULL, FLAGS) in this mount namespace, where M is the
  * mount that holds TARGET: TARGET itself if a mount is rooted there (else EINVAL), or the
  * nearest one above. The climb goes by fd through "..", never by name: no symlink can send it
@@ -105,7 +129,7 @@ static void remount_fd(const char *dest, unsigned long long resolve, unsigned lo
 	CHECK(fd);
 	fdpath(p, sizeof p, fd);
 	if (flags & ~(MS_SHARED | MS_SLAVE | MS_PRIVATE | MS_UNBINDABLE | MS_REC))
-		CHECK(mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags | (add ? mount_flags(fd) : 0), NULL));
+		CHECK(remount_bind(p, fd, flags | (add ? mount_flags(fd) : 0)));
 	else
 		CHECK(mount(NULL, p, NULL, flags, NULL));
 	close(fd);
@@ -178,7 +202,7 @@ static void finish_mount(int mnt, unsigned long flags, int add, unsigned long pr
 	char p[64];
 	fdpath(p, sizeof p, mnt);
 	if (flags)
-		CHECK(mount(NULL, p, NULL, MS_REMOUNT | MS_BIND | flags | (add ? mount_flags(mnt) : 0), NULL));
+		CHECK(remount_bind(p, mnt, flags | (add ? mount_flags(mnt) : 0)));
 	if (prop)
 		CHECK(mount(NULL, p, NULL, prop, NULL));
 	if (attr_set || attr_clr) {
@@ -259,6 +283,32 @@ void step_mount(const union arg *a) { mount_entry(a, 0); }
 /* mount-copyup (mount's arguments): a tmpfs that starts with a copy of what it covers (the
  * tmpcopyup option podman gives --tmpfs and --read-only's tmpfs mounts). */
 void step_mount_copyup(const union arg *a) { mount_entry(a, 1); }
+
+/*
+ * mount-idmapped TREE SOURCE DEST FLAGS PROPAGATION ATTR_SET ATTR_CLR: attach the idmapped bind
+ * TREE the parent made (SOURCE only names it) on DEST inside the root, then give it its flags,
+ * propagation and attributes through its fd, as any bind.
+ */
+void step_mount_idmapped(const union arg *a)
+{
+	int mnt = a[0].fd;
+	const char *dest = a[2].s;
+	struct stat st, dt;
+	CHECK(fstat(mnt, &st));
+	int create = S_ISDIR(st.st_mode) ? 'd' : 'f';
+	int dst = open_in_root(dest, O_PATH, IN_ROOT, 0);
+	if (dst < 0 && errno == ENOENT)
+		dst = open_in_root(dest, O_PATH, IN_ROOT, create);
+	if (dst < 0)
+		fail(errno, "mount destination %s", dest);
+	CHECK(fstat(dst, &dt));
+	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
+		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
+	attach(mnt, dst);
+	finish_mount(mnt, (unsigned long)a[3].u, 0, (unsigned long)a[4].u, a[5].u, a[6].u);
+	close(mnt);
+	close(dst);
+}
 
 /* remount DEST FLAGS: change the flags of the mount at DEST (e.g. make it read-only). */
 void step_remount(const union arg *a)

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "init.h"
@@ -24,6 +25,38 @@ void step_setns(const union arg *a)
 {
 	CHECK(setns(a[0].fd, (int)a[1].u));
 	close(a[0].fd);
+}
+
+/*
+ * time-offsets MONO_S MONO_NS BOOT_S BOOT_NS: after unshare(CLONE_NEWTIME) our children's time
+ * namespace is new and empty: its offsets can be written until a process enters it (the fork
+ * step). /proc/self/timens_offsets names the namespace of our children.
+ */
+void step_time_offsets(const union arg *a)
+{
+	char text[160];
+	int n = snprintf(text, sizeof text, "monotonic %lld %lld\nboottime %lld %lld\n",
+			 a[0].i, a[1].i, a[2].i, a[3].i);
+	int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		fail(errno, "open /proc/self/timens_offsets");
+	if (write(fd, text, (size_t)n) != n)
+		fail(errno, "write /proc/self/timens_offsets");
+	close(fd);
+}
+
+/*
+ * ns-root: after joining a user namespace our host ids (root's) may have no id in it: files we
+ * make would fail with EOVERFLOW. Become its root, keeping the capabilities setns gave us
+ * (a change to uid 0 of the namespace keeps them).
+ */
+void step_ns_root(const union arg *a)
+{
+	(void)a;
+	CHECK(setresgid(0, 0, 0));
+	CHECK(setresuid(0, 0, 0));
+	if (setgroups(0, NULL) < 0 && errno != EPERM)   /* EPERM: setgroups denied in that namespace */
+		fail(errno, "setgroups");
 }
 
 /*

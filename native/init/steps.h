@@ -4,6 +4,7 @@
 #define PYRT_STEPS_H
 
 /* The sync messages (pyrt/protocol.py) */
+#define SYNC_MAPPED "mapped"
 #define SYNC_GO "go"
 #define SYNC_STEP "step"
 #define SYNC_PID "pid"
@@ -18,6 +19,8 @@ enum step_id {
 	STEP_TRACE,
 	STEP_SETNS,
 	STEP_UNSHARE,
+	STEP_TIME_OFFSETS,
+	STEP_NS_ROOT,
 	STEP_JOIN_CGROUPS,
 	STEP_FORK,
 	STEP_OOM_SCORE_ADJ,
@@ -25,6 +28,7 @@ enum step_id {
 	STEP_ROOT,
 	STEP_MOUNT,
 	STEP_MOUNT_COPYUP,
+	STEP_MOUNT_IDMAPPED,
 	STEP_REMOUNT,
 	STEP_MKDIR,
 	STEP_MKNOD,
@@ -67,6 +71,8 @@ union arg;
 void step_trace(const union arg *a);
 void step_setns(const union arg *a);
 void step_unshare(const union arg *a);
+void step_time_offsets(const union arg *a);
+void step_ns_root(const union arg *a);
 void step_join_cgroups(const union arg *a);
 void step_fork(const union arg *a);
 void step_oom_score_adj(const union arg *a);
@@ -74,6 +80,7 @@ void step_propagation(const union arg *a);
 void step_root(const union arg *a);
 void step_mount(const union arg *a);
 void step_mount_copyup(const union arg *a);
+void step_mount_idmapped(const union arg *a);
 void step_remount(const union arg *a);
 void step_mkdir(const union arg *a);
 void step_mknod(const union arg *a);
@@ -119,6 +126,8 @@ static const struct step_type {
 	[STEP_TRACE] = { "trace", "", { 0 } },
 	[STEP_SETNS] = { "setns", "fu", { "fd", "nstype" } },
 	[STEP_UNSHARE] = { "unshare", "u", { "flags" } },
+	[STEP_TIME_OFFSETS] = { "time-offsets", "iiii", { "monotonic_s", "monotonic_ns", "boottime_s", "boottime_ns" } },
+	[STEP_NS_ROOT] = { "ns-root", "", { 0 } },
 	[STEP_JOIN_CGROUPS] = { "join-cgroups", "F", { "tasks" } },
 	[STEP_FORK] = { "fork", "", { 0 } },
 	[STEP_OOM_SCORE_ADJ] = { "oom-score-adj", "i", { "value" } },
@@ -126,6 +135,7 @@ static const struct step_type {
 	[STEP_ROOT] = { "root", "s", { "path" } },
 	[STEP_MOUNT] = { "mount", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
 	[STEP_MOUNT_COPYUP] = { "mount-copyup", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
+	[STEP_MOUNT_IDMAPPED] = { "mount-idmapped", "fssuuuu", { "tree", "source", "dest", "flags", "propagation", "attr_set", "attr_clr" } },
 	[STEP_REMOUNT] = { "remount", "su", { "dest", "flags" } },
 	[STEP_MKDIR] = { "mkdir", "s", { "path" } },
 	[STEP_MKNOD] = { "mknod", "ssuuuuu", { "path", "type", "major", "minor", "mode", "uid", "gid" } },
@@ -168,6 +178,8 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_TRACE] = step_trace,
 	[STEP_SETNS] = step_setns,
 	[STEP_UNSHARE] = step_unshare,
+	[STEP_TIME_OFFSETS] = step_time_offsets,
+	[STEP_NS_ROOT] = step_ns_root,
 	[STEP_JOIN_CGROUPS] = step_join_cgroups,
 	[STEP_FORK] = step_fork,
 	[STEP_OOM_SCORE_ADJ] = step_oom_score_adj,
@@ -175,6 +187,7 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_ROOT] = step_root,
 	[STEP_MOUNT] = step_mount,
 	[STEP_MOUNT_COPYUP] = step_mount_copyup,
+	[STEP_MOUNT_IDMAPPED] = step_mount_idmapped,
 	[STEP_REMOUNT] = step_remount,
 	[STEP_MKDIR] = step_mkdir,
 	[STEP_MKNOD] = step_mknod,

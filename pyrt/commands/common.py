@@ -65,7 +65,7 @@ def overrides(opts: dict, relay: bool = False):
                      opts["no-pivot"])
 
 
-def prepare(root: str, container_id: str, spec, opts):
+def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
     """The plan of `create` for a validated spec on this host (steps.Plan): the parent's steps
     (parent_plan.py) and pyrt-init's (planner.py). What only the host can refuse is refused
     here, before any side effect. `pyrt plan` prints it."""
@@ -78,12 +78,22 @@ def prepare(root: str, container_id: str, spec, opts):
         from pyrt import seccomp
 
         bpf = seccomp.program(spec.seccomp)
+    if "user" in spec.namespaces:
+        from pyrt import devices, userns
+
+        if devices.needs_setup(spec):
+            userns.check_host_devices([d for d in devices.devices(spec) if d.path != "/dev/ptmx"])
     layout = host.probe()
     own_pidns = "pid" in spec.namespaces and spec.namespaces["pid"] is None
     cg = cgroups.Cgroup.for_spec(spec.cgroups_path, container_id, root, own_pidns, layout)
+    if rootless:
+        from pyrt import rootless as rootless_
+
+        if not rootless_.writable(cg):
+            cg = rootless_.NoCgroup(cg.owner, own_pidns)
     parent = parent_plan.for_create(spec, cg, os.path.join(root, container_id), bpf, bool(opts.pid_file))
     plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
                                 trace=log.debugging() or opts.trace is not None,
                                 seccomp=spec.seccomp.flags if bpf is not None else None,
-                                console=spec.process.terminal, root=root)
+                                console=spec.process.terminal, root=root, no_cgroup=not cg.bases())
     return Plan(planner.for_create(spec, layout, plan_opts).child, parent)

@@ -17,7 +17,7 @@ def main(g, opts: dict, args: list[str]) -> int:
     trace = options.trace = common.tracer(opts, f"create {args[0]}")
     try:
         spec = common.timed(trace, "config", common.CONFIG, config.load, bundle, common.overrides(opts))
-        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, args[0], spec, options)
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, args[0], spec, options, g.rootless)
         launch.create(g.root, args[0], spec, plan, options).close()
     finally:
         if trace is not None:

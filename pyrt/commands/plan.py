@@ -19,6 +19,6 @@ def main(g, opts: dict, args: list[str]) -> int:
     spec = config.load(bundle, config.Overrides(relay=True))
     for fd in namespaces.open_joined(spec).values():  # as create opens them: a bad path is refused
         os.close(fd)
-    plan = common.prepare(g.root, opts["id"], spec, CreateOptions(bundle))
+    plan = common.prepare(g.root, opts["id"], spec, CreateOptions(bundle), g.rootless)
     sys.stdout.write(parent_plan.render(plan.parent, plan.child, opts["explain"]) + "\n")
     return 0

@@ -21,7 +21,7 @@ def main(g, opts: dict, args: list[str]) -> int:
     try:
         spec = common.timed(trace, "config", common.CONFIG, config.load, bundle,
                             common.overrides(opts, relay=not opts["detach"]))
-        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options)
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options, g.rootless)
         code = run(g.root, target, options, spec, plan, opts["detach"])
     finally:
         if trace is not None:

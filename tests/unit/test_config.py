@@ -166,7 +166,8 @@ BAD = [
     ("mounts[0].destination", DELETE, "mounts[0].destination: is required"),
     ("mounts[0].destination", "", "mounts[0].destination: must not be empty"),
     ("mounts[0].options", ["ro", 1], "mounts[0].options: must be an array of strings"),
-    ("mounts[0].uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}], "mounts[0].uidMappings: idmapped"),
+    ("mounts[0].uidMappings", [{"containerID": 0, "hostID": 1, "size": 1}],
+     "mounts[0].gidMappings: an idmapped mount needs both uidMappings and gidMappings"),
     ("linux.namespaces[0].type", "time2", 'linux.namespaces[0].type: unknown namespace type "time2"'),
     ("linux.namespaces[1].type", "pid", 'linux.namespaces[1].type: namespace "pid" is listed twice'),
     ("linux.namespaces[0]", ["pid"], "linux.namespaces[0]: must be an object"),
@@ -182,7 +183,8 @@ BAD = [
     ("linux.sysctl", {"net.ipv4.ip_forward": 1}, 'linux.sysctl: bad sysctl "net.ipv4.ip_forward"'),
     ("linux.maskedPaths", "/proc/kcore", "linux.maskedPaths: must be an array"),
     ("linux.intelRdt", {"closID": "x"}, "linux.intelRdt: Intel RDT is not supported"),
-    ("linux.timeOffsets", {"boottime": {"secs": 1}}, "linux.timeOffsets: the time namespace is not supported"),
+    ("linux.timeOffsets", {"boottime": {"secs": 1}},
+     "linux.timeOffsets: time namespace offsets specified, but time namespace isn't enabled in the config"),
     ("linux.uidMappings", [{"containerID": 0, "hostID": -1, "size": 1}], "linux.uidMappings[0].hostID: must be"),
     ("linux.uidMappings", [{"containerID": 0, "hostID": 1000, "size": 1}],
      "linux.uidMappings: mappings without a user namespace"),
@@ -326,8 +328,13 @@ def test_only_namespaced_sysctls(bundle_dir, key, namespaces, ok):
 
 
 @pytest.mark.parametrize("change,words", [
-    (lambda c: c["linux"]["namespaces"].append({"type": "user"}), 'the "user" namespace is not supported'),
-    (lambda c: c["linux"]["namespaces"].append({"type": "time"}), 'the "time" namespace is not supported'),
+    (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
+     "config.json: linux.uidMappings: a new user namespace needs mappings"),
+    (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/", "options": ["bind", "idmap"]}),
+     'config.json: mounts[7]: mount option "idmap" without uidMappings and gidMappings takes those of the '
+     "container's user namespace, and it has none"),
+    (lambda c: c["mounts"].append({"destination": "/x", "type": "tmpfs", "source": "t", "options": ["ridmap"]}),
+     "config.json: mounts[7]: idmapped mounts are only supported for bind mounts"),
     (lambda c: c["linux"]["namespaces"].remove({"type": "uts"}),
      "config.json: hostname: unable to set hostname without a private UTS namespace"),
     (lambda c: c.update(domainname="d") or c["linux"]["namespaces"].remove({"type": "uts"}),
@@ -421,3 +428,80 @@ def test_process_json_reads_back_the_same_process(bundle_dir):
     assert gate.load_process(json.loads(json.dumps(gate.process_json(p))), "state.json") == p
     bare = gate.load_process({"args": ["sh"], "cwd": "/"}, "x")
     assert gate.load_process(gate.process_json(bare), "x") == bare
+
+
+# ----------------------------------------------------------------------------- user and time namespaces
+
+
+def userns(c: dict, uid: list | None = None, gid: list | None = None) -> dict:
+    c["linux"]["namespaces"].append({"type": "user"})
+    full = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    c["linux"]["uidMappings"], c["linux"]["gidMappings"] = uid or full, gid or full
+    return c
+
+
+def m(container: int, host: int, size: int) -> dict:
+    return {"containerID": container, "hostID": host, "size": size}
+
+
+def test_mappings_are_read_in_order(bundle_dir):
+    s = parse(userns(config(), [m(0, 100000, 1000), m(1000, 300000, 5)]), bundle_dir)
+    assert s.uid_mappings == ((0, 100000, 1000), (1000, 300000, 5)) and s.gid_mappings == ((0, 100000, 65536),)
+
+
+@pytest.mark.parametrize("maps,words", [
+    ([m(0, 100000, 0)], "linux.uidMappings[0].size: must be at least 1"),
+    ([m(0, 100000, 10), m(9, 200000, 1)], "linux.uidMappings: entries 0 and 1 overlap (containerID ranges)"),
+    ([m(0, 100000, 10), m(20, 100009, 1)], "linux.uidMappings: entries 0 and 1 overlap (hostID ranges)"),
+    ([m(10, 200000, 1), m(0, 100000, 11)], "linux.uidMappings: entries 0 and 1 overlap (containerID ranges)"),
+    ([m(0, 4294967295, 1)], "linux.uidMappings[0].size: hostID + size goes past the last id 4294967294"),
+    ([m(0, 100000, 1), m(4294967290, 200000, 6)],
+     "linux.uidMappings[1].size: containerID + size goes past the last id 4294967294"),
+    ([m(0, 100000, 1 << 32)], "linux.uidMappings[0].size: must be between 0 and 4294967295"),
+    ([m(i, 100000 + i, 1) for i in range(341)], "linux.uidMappings: 341 mappings: the kernel takes at most 340"),
+    ([m(1, 100000, 10)], "linux.uidMappings: user namespaces enabled, but no mapping found for uid 0"),
+])
+def test_bad_mappings(bundle_dir, maps, words):
+    assert error(userns(config(), maps), bundle_dir) == f"config.json: {words}"
+
+
+def test_340_mappings_and_the_last_id_are_fine(bundle_dir):
+    s = parse(userns(config(), [m(i, 100000 + i, 1) for i in range(340)], [m(0, 4294967294 - 9, 10)]), bundle_dir)
+    assert len(s.uid_mappings) == 340
+
+
+def test_the_process_ids_must_be_mapped(bundle_dir):
+    c = userns(config(), [m(0, 100000, 1000)])
+    c["process"]["user"] = {"uid": 1000, "gid": 0}
+    assert error(c, bundle_dir) == "config.json: linux.uidMappings: user namespaces enabled, but no mapping found " \
+                                   "for uid 1000"
+
+
+def test_a_new_user_namespace_with_a_joined_namespace_is_refused(bundle_dir):
+    c = userns(config())
+    c["linux"]["namespaces"] = [{"type": "network", "path": "/proc/1/ns/net"} if n["type"] == "network" else n
+                                for n in c["linux"]["namespaces"]]
+    assert error(c, bundle_dir) == ('config.json: linux.namespaces: a new user namespace with the "network" '
+                                    "namespace joined by path is not supported by pyrt")
+
+
+@pytest.mark.parametrize("offsets,words", [
+    ({"monotonic": {"secs": 1, "nanosecs": 10 ** 9}}, "linux.timeOffsets.monotonic.nanosecs: must be between"),
+    ({"realtime": {"secs": 1}}, 'linux.timeOffsets: unknown clock "realtime" (monotonic or boottime)'),
+    ({"boottime": {"secs": -(1 << 63) - 1}}, "linux.timeOffsets.boottime.secs: must be a signed 64-bit"),
+    ({"boottime": 5}, "linux.timeOffsets.boottime: must be an object"),
+])
+def test_bad_time_offsets(bundle_dir, offsets, words):
+    c = config()
+    c["linux"]["namespaces"].append({"type": "time"})
+    c["linux"]["timeOffsets"] = offsets
+    assert error(c, bundle_dir).startswith(f"config.json: {words}")
+
+
+def test_time_offsets_need_a_new_time_namespace(bundle_dir):
+    c = config()
+    c["linux"]["namespaces"].append({"type": "time", "path": "/proc/1/ns/time"})
+    c["linux"]["timeOffsets"] = {"boottime": {"secs": 5}}
+    assert error(c, bundle_dir).endswith("isn't enabled in the config (a joined one has its offsets)")
+    c["linux"]["namespaces"][-1] = {"type": "time"}
+    assert parse(c, bundle_dir).time_offsets == {"boottime": (5, 0)}

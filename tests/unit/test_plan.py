@@ -193,7 +193,6 @@ def test_mount_option_mapping(options, flags, propagation, attr_set, attr_clr, d
 @pytest.mark.parametrize("kind,options,words", [
     ("tmpfs", ["remount"], '"remount" is not allowed'),
     ("tmpfs", ["ro", ""], "empty mount option"),
-    ("bind", ["idmap"], '"idmap" is not supported'),
     ("bind", ["rbind", "size=1m"], 'unknown mount option "size=1m" for a bind mount'),
     ("", ["nosuid"], "type is required"),
     ("proc", ["tmpcopyup"], "tmpcopyup"),
@@ -399,3 +398,78 @@ def test_every_step_of_a_plan_reads_as_a_sentence(bundle_dir):
     assert "mknod /dev/null (c 1:3, mode 0666, owner 0:0)" in text
     assert "run the createContainer hook /bin/true (timeout 3 s)" in text
     assert len(named) >= 30  # most of the vocabulary in one plan
+
+
+# ----------------------------------------------------------------------------- user and time namespaces
+
+
+def with_userns(c: dict) -> None:
+    c["linux"]["namespaces"].append({"type": "user"})
+    c["linux"]["uidMappings"] = c["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def test_a_new_user_namespace_comes_with_clone3(bundle_dir):
+    from pyrt import namespaces
+
+    s = make_spec(bundle_dir, with_userns)
+    assert namespaces.clone_flags(s) & kernel.CLONE["user"]
+    plan = make_plan(s)
+    assert "mknod" not in ops(plan) and "setns" not in ops(plan) and "fork" not in ops(plan)
+    assert first(plan, "mount", "/dev/null", "/dev/null", "", kernel.MS_BIND)  # the host's node, bound
+
+
+def test_sysfs_and_mqueue_bound_without_their_namespaces(bundle_dir):
+    def change(c):
+        with_userns(c)
+        c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] not in ("network", "ipc")]
+    plan = make_plan(make_spec(bundle_dir, change))
+    sys_ = plan[first(plan, "mount", "/sys", "/sys")]
+    assert sys_["fstype"] == "" and sys_["flags"] & kernel.MS_REC and sys_["flags"] & kernel.MS_RDONLY
+    assert plan[first(plan, "mount", "/dev/mqueue", "/dev/mqueue")]["fstype"] == ""
+    own = make_plan(make_spec(bundle_dir, with_userns))
+    assert own[first(own, "mount", "sysfs", "/sys")]["fstype"] == "sysfs"
+
+
+def test_a_joined_user_namespace_owns_the_new_ones(bundle_dir):
+    from pyrt import namespaces
+
+    def change(c):
+        c["linux"]["namespaces"].append({"type": "user", "path": "/proc/1/ns/user"})
+    s = make_spec(bundle_dir, change)
+    assert namespaces.clone_flags(s) == 0
+    plan = make_plan(s)
+    assert ops(plan)[:4] == ["setns", "ns-root", "unshare", "fork"]
+    new = plan[first(plan, "unshare")]["flags"]
+    assert new == sum(kernel.CLONE[k] for k in ("pid", "network", "ipc", "uts", "mount"))
+
+
+def test_a_time_namespace_is_unshared_with_the_pid_one_then_entered_by_a_fork(bundle_dir):
+    from pyrt import namespaces
+
+    def change(c):
+        c["linux"]["namespaces"].append({"type": "time"})
+        c["linux"]["timeOffsets"] = {"monotonic": {"secs": -5, "nanosecs": 7}}
+    s = make_spec(bundle_dir, change)
+    assert not namespaces.clone_flags(s) & (kernel.CLONE["time"] | kernel.CLONE["pid"])
+    plan = make_plan(s)
+    i = first(plan, "unshare", kernel.CLONE["time"] | kernel.CLONE["pid"])
+    assert plan[i + 1] == Step("time-offsets", -5, 7, 0, 0) and plan[i + 2].name == "fork"
+
+
+def test_idmapped_mounts_are_the_parents_trees(bundle_dir):
+    from pyrt import parent_plan
+
+    def change(c):
+        with_userns(c)
+        c["mounts"] += [{"destination": "/a", "type": "bind", "source": "/srv", "options": ["rbind", "ridmap"]},
+                        {"destination": "/b", "type": "bind", "source": "/srv", "options": ["bind"],
+                         "uidMappings": [{"containerID": 0, "hostID": 1, "size": 2}],
+                         "gidMappings": [{"containerID": 0, "hostID": 3, "size": 4}]}]
+    s = make_spec(bundle_dir, change)
+    plan = make_plan(s)
+    a = plan[first(plan, "mount-idmapped", Fd("idmap:7"))]
+    assert a["dest"] == "/a" and a["source"] == "/srv"
+    assert parent_plan.idmapped_trees(s) == [
+        (7, "/srv", ((0, 100000, 65536),), ((0, 100000, 65536),), True, True),
+        (8, "/srv", ((0, 1, 2),), ((0, 3, 4),), False, False)]
+    assert {"idmap:7", "idmap:8"} <= set(steps.Plan(plan).slots())
