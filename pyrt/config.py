@@ -18,6 +18,7 @@ import os
 
 from pyrt import jsonio
 from pyrt.errors import PyrtError
+from pyrt.nsgate import check_userns, mappings, time_offsets
 from pyrt.reader import MAX_ID, ConfigError, Reader, check_tree
 from pyrt.spec import HOOK_KINDS, NAMESPACES, PERSONALITIES, Device, FrozenDict, Hook, Mount, Process, Spec
 
@@ -28,8 +29,6 @@ MIN_VERSION, MAX_VERSION = (1, 0, 0), (1, 3)
 NGROUPS_MAX, HOST_NAME_MAX, MAX_MAJOR, MAX_MINOR = 65536, 64, (1 << 12) - 1, (1 << 20) - 1
 PATH_MAX = 4096
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable")
-#: The kernel's limit on the lines of a uid_map or gid_map (UID_GID_MAP_MAX_EXTENTS).
-MAX_EXTENTS = 340
 #: The st_mode file type bits of each linux.devices type.
 _S_IFMT = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}
 IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
@@ -245,7 +244,7 @@ def _linux(lx: Reader, s: dict) -> None:
         namespaces[kind] = ns.get("path", str) or None
     s["namespaces"] = FrozenDict(namespaces)
     s["uid_mappings"], s["gid_mappings"] = mappings(lx, "uidMappings"), mappings(lx, "gidMappings")
-    _check_userns(lx, s, namespaces)
+    check_userns(lx, s, namespaces)
     s["devices"] = tuple(_device(d) for d in lx.items("devices"))
     s["cgroups_path"] = _cgroups_path(lx)
     from pyrt import limits
@@ -282,83 +281,6 @@ def _linux(lx: Reader, s: dict) -> None:
     s["time_offsets"] = time_offsets(lx, namespaces)
     lx.refuse("netDevices", "linux.netDevices")
     lx.refuse("memoryPolicy", "linux.memoryPolicy")
-
-
-def mappings(r: Reader, key: str) -> tuple:
-    """uidMappings or gidMappings (of linux, or of a mount) as (containerID, hostID, size),
-    checked as the kernel would check the map written from them, so a bad one fails at the gate
-    with the field's name and not as EINVAL from a uid_map write: sizes of at least 1, ranges
-    within the 32-bit ids (the last, 4294967295, is "no id"), neither the container's nor the
-    host's ranges overlapping, at most 340 lines."""
-    out = []
-    for m in r.items(key):
-        cid, hid, size = m.uint("containerID"), m.uint("hostID"), m.uint("size")
-        if size == 0:
-            m.fail("must be at least 1", "size")
-        for name, start in (("containerID", cid), ("hostID", hid)):
-            if start + size > 0xFFFFFFFF:
-                m.fail(f"{name} + size goes past the last id 4294967294", "size")
-        out.append((cid, hid, size))
-    if len(out) > MAX_EXTENTS:
-        r.fail(f"{len(out)} mappings: the kernel takes at most {MAX_EXTENTS}", key)
-    for side, name in ((0, "containerID"), (1, "hostID")):
-        ranges = sorted((m[side], m[side] + m[2], i) for i, m in enumerate(out))
-        for (_, end, i), (start, _, j) in zip(ranges, ranges[1:], strict=False):
-            if start < end:
-                r.fail(f"entries {min(i, j)} and {max(i, j)} overlap ({name} ranges)", key)
-    return tuple(out)
-
-
-def _mapped(maps: tuple, cid: int) -> bool:
-    return any(c <= cid < c + size for c, _, size in maps)
-
-
-def _check_userns(lx: Reader, s: dict, namespaces: dict) -> None:
-    """Mappings belong to a user namespace: refused without one (runc ignores them: they would
-    map nothing); a new one needs both, with the container's root and process ids in them (as
-    runc: pyrt-init becomes the namespace's root before it execs); its other namespaces cannot be
-    joined by path (they would be joined from inside it, which owns none of them)."""
-    for key in ("uidMappings", "gidMappings"):
-        maps = s["uid_mappings" if key[0] == "u" else "gid_mappings"]
-        if maps and "user" not in namespaces:
-            lx.fail("mappings without a user namespace (linux.namespaces has none)", key)
-        if "user" in namespaces and namespaces["user"] is None:
-            if not maps:
-                lx.fail("a new user namespace needs mappings", key)
-            proc = s["process"]
-            for i in [0] + ([proc.uid if key[0] == "u" else proc.gid] if proc else []):
-                if not _mapped(maps, i):
-                    lx.fail(f"user namespaces enabled, but no mapping found for {key[0]}id {i}", key)
-    if "user" in namespaces and namespaces["user"] is None:
-        others = [k for k, path in namespaces.items() if path and k != "user"]
-        if others:
-            lx.fail(f'a new user namespace with the "{others[0]}" namespace joined by path is not supported by pyrt',
-                    "namespaces")
-
-
-def time_offsets(lx: Reader, namespaces: dict) -> FrozenDict:
-    """linux.timeOffsets: per clock its offset in a new time namespace, as /proc/PID/timens_offsets
-    takes it (seconds a signed 64-bit number, nanoseconds 0-999999999); only with a new time
-    namespace (runc's words), whose offsets are written before any process enters it."""
-    offsets = lx.child("timeOffsets")
-    if not offsets:
-        return FrozenDict()
-    out = {}
-    for clock in offsets.obj:
-        if clock not in ("monotonic", "boottime"):
-            offsets.fail(f'unknown clock "{clock}" (monotonic or boottime)')
-        o = offsets.child(clock, required=True)
-        secs = o.get("secs", int, 0)
-        if not -(1 << 63) <= secs < 1 << 63:
-            o.fail("must be a signed 64-bit number of seconds", "secs")
-        nanos = o.get("nanosecs", int, 0)
-        if not 0 <= nanos < 1_000_000_000:
-            o.fail("must be between 0 and 999999999", "nanosecs")
-        out[clock] = (secs, nanos)
-    if out and ("time" not in namespaces or namespaces["time"]):
-        lx.fail("time namespace offsets specified, but time namespace isn't enabled in the config"
-                + (" (a joined one has its offsets)" if namespaces.get("time") else ""), "timeOffsets")
-    return FrozenDict(out)
 
 
 def _device(d: Reader) -> Device:

@@ -19,7 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pyrt.spec import Spec
 
-#: (containerID, hostID, size) triples, as config.mappings reads them
+#: (containerID, hostID, size) triples, as nsgate.mappings reads them
 Mappings = list
 
 def map_text(maps: Mappings) -> bytes:
