@@ -72,12 +72,14 @@ def start(plan, slots: Slots, clone_flags: int, cg, before_go=None, go: bool = T
 
 
 class CreateOptions:
-    """The command line's choices for create and run (their checks are the gate's: config.py)."""
+    """The command line's choices for create and run (their checks are the gate's: config.py).
+    `trace`: --trace's trace.Tracer (None without it)."""
 
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> None:
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, trace=None) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+        self.trace = trace
 
 
 def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
@@ -96,7 +98,11 @@ def create(root: str, container_id: str, spec, plan, opts: CreateOptions, consol
 
             userns.check_joined(spec, c.slots.fds[namespaces.slot("user")])
         for action in plan.parent:
-            getattr(c, action.name.replace("-", "_"))(*action.values)
+            step = getattr(c, action.name.replace("-", "_"))
+            if opts.trace is None:
+                step(*action.values)
+            else:
+                opts.trace.run(action.name, action.describe(), step, *action.values)
         return c.init
     except BaseException:
         c.fail()
@@ -153,6 +159,8 @@ class _Create:
         for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
         self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init, go=False)
+        if self.opts.trace is not None:
+            self.opts.trace.attach(self.init)
 
     def idmap_trees(self, trees: list) -> None:
         from pyrt import userns
@@ -262,9 +270,11 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 # ----------------------------------------------------------------------------- exec
 
 
-def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
+def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
+                 trace=None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid).
+    `trace`: --trace's trace.Tracer, or None."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
@@ -299,12 +309,20 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
         for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
-        plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
+        plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring,
+                                    trace=log.debugging() or trace is not None,
                                     seccomp=record.seccomp_flags if seccomp is not None else None,
                                     console="console" in slots.fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
-        init = start(plan, slots, 0, cg)
-        init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        if trace is None:
+            init = start(plan, slots, 0, cg)
+            init.wait(b"")  # end-of-file: the execve happened (an error raises)
+            return init
+        init = trace.run("spawn", "clone pyrt-init into the container's cgroup, send it the plan and \"go\"",
+                         start, plan, slots, 0, cg)
+        trace.attach(init)
+        trace.run("exec", "wait until pyrt-init has joined the container and exec'd (its socket closes)",
+                  init.wait, b"")
         return init
     except BaseException:
         slots.close()

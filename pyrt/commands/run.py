@@ -17,8 +17,15 @@ def main(g, opts: dict, args: list[str]) -> int:
         bundle, generated = target, True
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
     options = common.create_options(opts, bundle)
-    spec = config.load(bundle, common.overrides(opts, relay=not opts["detach"]))
-    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options, g.rootless), opts["detach"])
+    trace = options.trace = common.tracer(opts, f"run {target}")
+    try:
+        spec = common.timed(trace, "config", common.CONFIG, config.load, bundle,
+                            common.overrides(opts, relay=not opts["detach"]))
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options, g.rootless)
+        code = run(g.root, target, options, spec, plan, opts["detach"])
+    finally:
+        if trace is not None:
+            trace.finish()  # if the container ran, at its execve already
     if generated and opts["detach"]:
         sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
@@ -26,6 +33,7 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
     from pyrt import launch
+    from pyrt.commands import common
     from pyrt.commands.delete import delete
     from pyrt.commands.start import start
 
@@ -52,7 +60,10 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
     try:
         if relay:
             relay.receive()
-        start(root, container_id, init)
+        common.timed(opts.trace, "start", "write into the exec fifo; wait for pyrt-init's execve (its socket closes)",
+                     start, root, container_id, init)
+        if opts.trace is not None:
+            opts.trace.finish(" (to the container's execve)")
         if detach:
             init.close()
             return 0
