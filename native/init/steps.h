@@ -1,5 +1,5 @@
-/* Generated from pyrt/steps.py and pyrt/protocol.py by `python -m pyrt.steps`: do not edit.
- * tests/test_unit_steps.py checks that it is up to date. */
+/* Generated from pyrt/steps.py and pyrt/protocol.py by `python -m pyrt.cheader`: do not edit.
+ * tests/unit/test_plan.py checks that it is up to date. */
 #ifndef PYRT_STEPS_H
 #define PYRT_STEPS_H
 

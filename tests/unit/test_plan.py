@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from configs import base_config
 
+from pyrt import cheader, devices, kernel, mountopts, mounts, planner, process, spec, steps
 from pyrt import config as gate
-from pyrt import devices, kernel, mountopts, mounts, planner, process, spec, steps
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
 from pyrt.steps import Fd, Step
@@ -368,10 +368,10 @@ def test_a_step_is_checked_when_it_is_built(name, values, why):
 
 
 def test_the_c_header_is_generated_from_the_schema():
-    """native/init/steps.h is `python -m pyrt.steps`' output: a step changed here and not
+    """native/init/steps.h is `python -m pyrt.cheader`' output: a step changed here and not
     regenerated there fails this (and pyrt-init would refuse every plan that uses it)."""
     header = Path(__file__).resolve().parent.parent.parent / "native" / "init" / "steps.h"
-    assert header.read_text() == steps.header(), "run: python -m pyrt.steps > native/init/steps.h"
+    assert header.read_text() == cheader.header(), "run: python -m pyrt.cheader > native/init/steps.h"
     for t in steps.TYPES.values():
         assert set(t.kinds) <= set(steps.KINDS), t.name
         assert len(set(t.fields)) == len(t.fields), t.name
