@@ -9,7 +9,7 @@ nothing: the fds a plan needs are named slots (steps.Fd), which whoever launches
 
 from __future__ import annotations
 
-from pyrt import cgroups, devices, hooks, mounts, namespaces, process
+from pyrt import cgroups, devices, hooks, mounts, namespaces, process, sched
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
@@ -45,6 +45,7 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
     #    namespaces: the new ones came with clone3; join the others; the cgroup one last
     steps += join_cgroups_steps(host)
+    steps += sched.initial_steps(proc, spec.memory_policy, execing=False)
     steps += namespaces.join_steps(namespaces.joined(spec))
     if "cgroup" in new:
         steps.append(Step("unshare", CLONE["cgroup"]))
@@ -156,6 +157,7 @@ def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
     same last steps as the container's own process (with the container's personality, as runc)."""
     steps = [Step("trace")] if opts.trace else []
     steps += join_cgroups_steps(host)
+    steps += sched.initial_steps(proc, None, execing=True)
     if proc.oom_score_adj is not None:
         steps.append(Step("oom-score-adj", proc.oom_score_adj))  # through the host's /proc
     steps.append(Step("setns", Fd("pidfd"), sum(CLONE[k] for k in kinds)))
@@ -171,5 +173,6 @@ def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
     seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    steps += sched.final_steps(proc)
     steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)

@@ -57,7 +57,7 @@ class Hook:
 class Process:
     __slots__ = (
         "terminal", "console_size", "args", "env", "cwd", "uid", "gid", "umask", "additional_gids",
-        "capabilities", "rlimits", "no_new_privileges", "oom_score_adj",
+        "capabilities", "rlimits", "no_new_privileges", "oom_score_adj", "scheduler", "io_priority", "cpu_affinity",
     )
 
     def __init__(self) -> None:
@@ -74,6 +74,9 @@ class Process:
         self.rlimits: list[tuple[str, int, int]] = []
         self.no_new_privileges = False
         self.oom_score_adj: int | None = None
+        #: pyrt.sched's reading of process.scheduler, ioPriority, execCPUAffinity (initial, final)
+        self.scheduler = self.io_priority = None
+        self.cpu_affinity: tuple = (None, None)
 
 
 class Spec:
@@ -83,7 +86,7 @@ class Spec:
         "bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
         "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
         "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-        "sysctl", "seccomp", "personality",
+        "sysctl", "seccomp", "personality", "memory_policy",
     )
 
     def __init__(self) -> None:
@@ -110,6 +113,8 @@ class Spec:
         self.seccomp: dict | None = None
         #: linux.personality's domain as personality(2) takes it, or None to leave it alone
         self.personality: int | None = None
+        #: linux.memoryPolicy as pyrt.sched reads it: (mode, flags, nodes), or None
+        self.memory_policy: tuple | None = None
 
 
 # ----------------------------------------------------------------------------- field readers
@@ -334,9 +339,11 @@ def _process(p: _Reader) -> Process:
         p.fail("must be between -1000 and 1000", "oomScoreAdj")
     p.refuse("apparmorProfile", "AppArmor")
     p.refuse("selinuxLabel", "SELinux")
-    p.refuse("ioPriority", "process.ioPriority")
-    p.refuse("scheduler", "process.scheduler")
-    p.refuse("execCPUAffinity", "process.execCPUAffinity")
+    if any(k in p.obj for k in ("scheduler", "ioPriority", "execCPUAffinity")):
+        from pyrt import sched
+
+        proc.scheduler, proc.io_priority = sched.scheduler(p), sched.io_priority(p)
+        proc.cpu_affinity = sched.cpu_affinity(p)
     p.refuse("commandLine", "process.commandLine (Windows)")
     return proc
 
@@ -446,4 +453,7 @@ def _linux(lx: _Reader, s: Spec) -> None:
     lx.refuse("mountLabel", "SELinux")
     lx.refuse("timeOffsets", "the time namespace")
     lx.refuse("netDevices", "linux.netDevices")
-    lx.refuse("memoryPolicy", "linux.memoryPolicy")
+    if "memoryPolicy" in lx.obj:
+        from pyrt import sched
+
+        s.memory_policy = sched.memory_policy(lx)

@@ -259,6 +259,31 @@ def _propagation(s: Step) -> str:
             + f" {_propagation_name(flags & ~MS_REC)}")
 
 
+def _cpus(cpus: tuple) -> str:
+    return ",".join(map(str, cpus)) if cpus else "all (those the cgroup allows)"
+
+
+def _names(table: dict, value: int) -> str:
+    return next((n for n, v in table.items() if v == value), str(value))
+
+
+def _mempolicy(s: Step) -> str:
+    from pyrt import sched
+
+    flags = [n for n, v in sched.MPOL_FLAGS.items() if s["flags"] & v]
+    return (f"set the memory policy {_names(sched.MPOL_MODES, s['mode'])}"
+            + (f" on nodes {','.join(map(str, s['nodes']))}" if s["nodes"] else "")
+            + (f" [{','.join(flags)}]" if flags else "") + " (set_mempolicy)")
+
+
+def _scheduler(s: Step) -> str:
+    from pyrt import sched
+
+    extra = [f"{k} {s[k]}" for k in ("nice", "priority", "flags", "runtime", "deadline", "period") if s[k]]
+    return f"set the scheduling policy {_names(sched.POLICIES, s['policy'])}" + (
+        f" ({', '.join(extra)})" if extra else "") + " (sched_setattr)"
+
+
 def _hook(s: Step) -> str:
     return f"run the {s['kind']} hook {s['path']}" + (f" (timeout {s['timeout']} s)" if s["timeout"] else "")
 
@@ -280,6 +305,12 @@ TYPES = {t.name: t for t in (
              f"the tasks files {', '.join(map(str, s['tasks']))})"),
     StepType("fork", "", "fork into the joined pid namespace; the child goes on"),
     StepType("oom-score-adj", "value:i", "set oom_score_adj {value}"),
+    StepType("cpu-affinity", "cpus:I",
+             lambda s: f"run on CPUs {_cpus(s['cpus'])} (sched_setaffinity)"),
+    StepType("mempolicy", "mode:u flags:u nodes:I", _mempolicy),
+    StepType("scheduler", "policy:u nice:i priority:u flags:u runtime:u deadline:u period:u", _scheduler),
+    StepType("ioprio", "value:u", lambda s: f"set the I/O priority class {s['value'] >> 13} level "
+             f"{s['value'] & 7} (ioprio_set)"),
     StepType("propagation", "target:s flags:u", _propagation),
     StepType("root", "path:s", "bind {path} onto itself: the new root must be a mount point"),
     StepType("mount", "source:s dest:s fstype:s flags:u propagation:u data:s nosymlinks:b attr_set:u attr_clr:u",

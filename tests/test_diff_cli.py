@@ -68,10 +68,12 @@ def call(run: Run, cid: str, state: dict, args: tuple, input: str | None = None)
             "msg": lines[-1] if lines else ""}
 
 
-def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None) -> Scenario:
+def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None,
+        cpus: set[int] | None = None) -> Scenario:
     """A scenario whose container runs `args`; at `when` (created, running, paused or stopped)
     each of `calls` (a tuple of arguments, ID for the container's id; a dict of files to write
-    first in the bundle) is made; host.rc/out/err/msg are the last call's."""
+    first in the bundle) is made; host.rc/out/err/msg are the last call's. `cpus`: the runtime
+    runs pinned to them (`taskset -c`)."""
     def at(run: Run, cid: str, state: dict) -> dict:
         if when == "paused":
             run("pause", cid)
@@ -95,8 +97,8 @@ def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), conf
         if config:
             config(config_)
     # a created-time scenario still gets a `running` step: it ends the sleep at once
-    return Scenario(name, edit_config, **({"created": at, "running": lambda *_: {}} if when == "created"
-                                          else {"running": at}))
+    return Scenario(name, edit_config, cpus=cpus, **({"created": at, "running": lambda *_: {}} if when == "created"
+                                                      else {"running": at}))
 
 
 def created(name: str, *args: str, **kw) -> Scenario:
@@ -168,6 +170,13 @@ OUT = ("host.rc", "host.out", "host.err")
 PROBE = ("sh", "-c", "grep -E '^(Uid|Gid|Groups|CapBnd|CapEff|NoNewPrivs)' /proc/self/status; pwd; echo A=$A")
 PROCESS_JSON = json.dumps({"args": ["sh", "-c", "id; pwd; echo $A"], "cwd": "/tmp", "env": ["A=1", "PATH=/bin"],
                            "user": {"uid": 1, "gid": 1}})
+#: exec's process.json with the runtime-spec 1.2/1.3 process fields (execCPUAffinity applies to
+#: exec'd processes only: "not applicable to the container's init process")
+SCHED_JSON = json.dumps({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19,41 "
+                                  "/proc/self/stat; ionice"], "cwd": "/", "env": ["PATH=/bin"],
+                         "user": {"uid": 0, "gid": 0}, "execCPUAffinity": {"initial": "0", "final": "1"},
+                         "scheduler": {"policy": "SCHED_BATCH", "nice": 7},
+                         "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}})
 
 ROWS = [
     # state
@@ -235,6 +244,10 @@ ROWS = [
                                        config=lambda c: c["process"].update(noNewPrivileges=False)), *OUT),
     row("exec/--process", running("exec-process", "exec", "--process", "BUNDLE/process.json", "ID",
                                   files={"process.json": PROCESS_JSON}), *OUT),
+    row("exec/--process-with-affinity+scheduler+ioPriority", running(
+        "exec-sched", "exec", "--process", "BUNDLE/process.json", "ID", files={"process.json": SCHED_JSON}), *OUT),
+    row("exec/under-taskset", running("exec-taskset", "exec", "ID", "grep", "Cpus_allowed_list", "/proc/self/status",
+                                      cpus={0}), *OUT),
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
         "host.err", differs="exec --tty whose stdio is not a terminal (and no --console-socket) runs; runc 1.5 "
                             "exits 255"),

@@ -434,3 +434,40 @@ def test_every_step_of_a_plan_reads_as_a_sentence(bundle_dir):
     assert "mknod /dev/null (c 1:3, mode 0666, owner 0:0)" in text
     assert "run the createContainer hook /bin/true (timeout 3 s)" in text
     assert len(named) >= 30  # most of the vocabulary in one plan
+
+
+def test_scheduling_steps_come_first_and_final_affinity_is_exec_only(bundle_dir):
+    """The CPUs (every one: not the affinity of whoever ran pyrt), memory policy, scheduler and
+    I/O priority right after the cgroups, while pyrt-init holds every capability; execCPUAffinity
+    only for exec (the runtime-spec: "not applicable to the container's init process")."""
+    fields = {"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3,
+                            "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+              "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}, "execCPUAffinity": {"initial": "0-2,5", "final": "1"}}
+    s = make_spec(bundle_dir, lambda c: (c["process"].update(fields),
+                                         c["linux"].update(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0,2",
+                                                                         "flags": ["MPOL_F_STATIC_NODES"]})))
+    plan = make_plan(s, HYBRID_HOST)
+    assert ops(plan)[:5] == ["join-cgroups", "cpu-affinity", "mempolicy", "scheduler", "ioprio"]
+    assert plan[1].values == ((),) and "cpu-affinity" not in ops(plan)[5:]
+    assert plan[2].values == (2, 1 << 15, (0, 2))
+    assert plan[3].values == (6, 0, 0, 1, 1, 2, 3)
+    assert plan[4].values == (3 << 13,)
+    ex = planner.for_exec(s.process, V2_HOST, ["mount", "pid"], planner.Options("cid")).child
+    assert ex[0] == Step("cpu-affinity", [0, 1, 2, 5])
+    assert ex[-2] == Step("cpu-affinity", [1]) and ex[-1].name == "exec"
+    assert "mempolicy" not in ops(ex)
+
+
+@pytest.mark.parametrize(("where", "value", "words"), [
+    ("process", {"scheduler": {"policy": "SCHED_FIFO", "priority": 100}}, "process.scheduler.priority"),
+    ("process", {"scheduler": {"policy": "SCHED_OTHER", "nice": -21}}, "process.scheduler.nice"),
+    ("process", {"execCPUAffinity": {"initial": "3-1"}}, "process.execCPUAffinity.initial"),
+    ("process", {"execCPUAffinity": {"final": "8192"}}, "process.execCPUAffinity.final"),
+    ("process", {"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": -1}}, "process.ioPriority.priority"),
+    ("linux", {"memoryPolicy": {}}, 'linux.memoryPolicy.mode: invalid memory policy mode ""'),
+    ("linux", {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "1024"}}, "linux.memoryPolicy.nodes"),
+    ("linux", {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0", "flags": "x"}}, "linux.memoryPolicy.flags"),
+])
+def test_scheduling_fields_are_checked_at_the_gate(bundle_dir, where, value, words):
+    with pytest.raises(PyrtError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        make_spec(bundle_dir, lambda c: c[where].update(value))

@@ -9,6 +9,7 @@
  *   dev.c       device nodes and /dev's symlinks
  *   terminal.c  the container's terminal and exec's
  *   creds.c     rlimits, keyring, credentials, capabilities, seccomp
+ *   sched.c     CPU affinity, memory policy, scheduling policy, I/O priority
  *   hooks.c     createContainer and startContainer hooks
  *   exec.c      finding the program, HOME, cwd, fds, execve
  *

@@ -21,6 +21,10 @@ enum step_id {
 	STEP_JOIN_CGROUPS,
 	STEP_FORK,
 	STEP_OOM_SCORE_ADJ,
+	STEP_CPU_AFFINITY,
+	STEP_MEMPOLICY,
+	STEP_SCHEDULER,
+	STEP_IOPRIO,
 	STEP_PROPAGATION,
 	STEP_ROOT,
 	STEP_MOUNT,
@@ -70,6 +74,10 @@ void step_unshare(const union arg *a);
 void step_join_cgroups(const union arg *a);
 void step_fork(const union arg *a);
 void step_oom_score_adj(const union arg *a);
+void step_cpu_affinity(const union arg *a);
+void step_mempolicy(const union arg *a);
+void step_scheduler(const union arg *a);
+void step_ioprio(const union arg *a);
 void step_propagation(const union arg *a);
 void step_root(const union arg *a);
 void step_mount(const union arg *a);
@@ -122,6 +130,10 @@ static const struct step_type {
 	[STEP_JOIN_CGROUPS] = { "join-cgroups", "F", { "tasks" } },
 	[STEP_FORK] = { "fork", "", { 0 } },
 	[STEP_OOM_SCORE_ADJ] = { "oom-score-adj", "i", { "value" } },
+	[STEP_CPU_AFFINITY] = { "cpu-affinity", "I", { "cpus" } },
+	[STEP_MEMPOLICY] = { "mempolicy", "uuI", { "mode", "flags", "nodes" } },
+	[STEP_SCHEDULER] = { "scheduler", "uiuuuuu", { "policy", "nice", "priority", "flags", "runtime", "deadline", "period" } },
+	[STEP_IOPRIO] = { "ioprio", "u", { "value" } },
 	[STEP_PROPAGATION] = { "propagation", "su", { "target", "flags" } },
 	[STEP_ROOT] = { "root", "s", { "path" } },
 	[STEP_MOUNT] = { "mount", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
@@ -171,6 +183,10 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_JOIN_CGROUPS] = step_join_cgroups,
 	[STEP_FORK] = step_fork,
 	[STEP_OOM_SCORE_ADJ] = step_oom_score_adj,
+	[STEP_CPU_AFFINITY] = step_cpu_affinity,
+	[STEP_MEMPOLICY] = step_mempolicy,
+	[STEP_SCHEDULER] = step_scheduler,
+	[STEP_IOPRIO] = step_ioprio,
 	[STEP_PROPAGATION] = step_propagation,
 	[STEP_ROOT] = step_root,
 	[STEP_MOUNT] = step_mount,
