@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import RUNC_1_5
+from conftest import RUNC_1_5, base_config
 from differential import Run, Scenario, compare, edit, row
 
 pytestmark = pytest.mark.differential
@@ -311,7 +313,6 @@ def terminal_output(binary: str, workdir: Path) -> bytes:
     import os
     import shutil
     import subprocess
-    import uuid
 
     from conftest import BUSYBOX_ROOTFS, base_config
     from test_console import Receiver
@@ -350,6 +351,30 @@ def test_terminal_output_line_endings(differ, tmp_path):
 
     ours, runc = (terminal_output(b, tmp_path / name) for name, b in (("pyrt", BINARY), ("runc", str(RUNC_1_5))))
     assert ours == runc, (ours, runc)
+
+
+def test_run_with_a_terminal_passes_newlines_unchanged(differ, tmp_path):
+    """`run` of a terminal: true container without --console-socket: the runtime relays the
+    pty; what reaches its stdout (here a pipe) has the program's "\n", not the pty's "\r\n"."""
+    from conftest import BINARY, BUSYBOX_ROOTFS
+
+    out = {}
+    for name, binary in (("pyrt", BINARY), ("runc", str(RUNC_1_5))):
+        bundle = tmp_path / name
+        bundle.mkdir()
+        config = base_config(["printf", "a\nb\n"])
+        config["root"]["path"] = str(BUSYBOX_ROOTFS)
+        config["root"]["readonly"] = True
+        config["process"]["terminal"] = True
+        (bundle / "config.json").write_text(json.dumps(config))
+        master, slave = os.openpty()  # runc wants its stdin a terminal
+        try:
+            r = subprocess.run([binary, "--root", str(tmp_path / f"{name}-state"), "run", "--bundle", str(bundle),
+                                "t" + uuid.uuid4().hex[:8]], stdin=slave, capture_output=True, timeout=30)
+        finally:
+            os.close(master), os.close(slave)
+        out[name] = (r.returncode, r.stdout.replace(b"\0", b""))  # runc writes a NUL byte first
+    assert out["pyrt"] == out["runc"] == (0, b"a\nb\n"), out
 
 
 @pytest.mark.xfail(strict=True, reason="pyrt differs: list on a missing --root prints an empty table (as runc 1.1 "
