@@ -352,7 +352,9 @@ TYPES = {t.name: t for t in (
              lambda s: f"set groups [{','.join(map(str, s['groups']))}], gid {s['gid']}, uid {s['uid']}"),
     StepType("caps", "effective:u permitted:u inheritable:u ambient:u", _caps),
     StepType("no-new-privileges", "", "set no_new_privs"),
-    StepType("chdir", "path:s", "chdir to {path}"),
+    StepType("chdir", "path:s early:b",
+             lambda s: f"chdir to {s['path']}" + (" while still root (a permission error waits for the try as the "
+                                                   "user, as runc)" if s["early"] else " (unless done already)")),
     StepType("close-fds", "first:u", "mark every fd from {first} up close-on-exec"),
     StepType("umask", "mask:u", "set umask 0{mask:03o}"),
     StepType("ready", "", "tell the parent set-up is done (`create` returns)"),

@@ -72,7 +72,7 @@ def test_the_life_of_an_init_in_order(bundle_dir):
         first(plan, "home", 0), first(plan, "resolve-exec", "true"),
         # credentials and capabilities before `ready`, as runc: their failures fail `create`
         first(plan, "cap-bounding"), first(plan, "user", 0, 0, ()), first(plan, "caps"),
-        first(plan, "no-new-privileges"), first(plan, "chdir", "/work"), first(plan, "close-fds", 3),
+        first(plan, "no-new-privileges"), first(plan, "chdir", "/work", False), first(plan, "close-fds", 3),
         first(plan, "umask", 0o022), first(plan, "ready"), first(plan, "wait-start", Fd("fifo")),
         first(plan, "hook", "startContainer"), first(plan, "exec"),
     ]

@@ -54,6 +54,7 @@ struct ctx {
 	int trace;                /* send "step" messages */
 	long index;               /* the step being executed */
 	int fifo;                 /* the exec fifo, kept after wait-start until execve */
+	int cwd_done;             /* chdir succeeded before the user switch */
 	char exe[PATH_MAX];       /* set by resolve-exec, used by exec */
 	char home[PATH_MAX + 5];  /* "HOME=..." set by home, added by exec */
 	int have_tty;             /* the terminal pyrt-init allocated (console, pty), for chown-stdio: */

@@ -166,7 +166,7 @@ static const struct step_type {
 	[STEP_USER] = { "user", "uuI", { "uid", "gid", "groups" } },
 	[STEP_CAPS] = { "caps", "uuuu", { "effective", "permitted", "inheritable", "ambient" } },
 	[STEP_NO_NEW_PRIVILEGES] = { "no-new-privileges", "", { 0 } },
-	[STEP_CHDIR] = { "chdir", "s", { "path" } },
+	[STEP_CHDIR] = { "chdir", "sb", { "path", "early" } },
 	[STEP_CLOSE_FDS] = { "close-fds", "u", { "first" } },
 	[STEP_UMASK] = { "umask", "u", { "mask" } },
 	[STEP_READY] = { "ready", "", { 0 } },
