@@ -79,8 +79,8 @@ def at_sync(spec: Spec, container_id: str, init) -> None:
         return
     init.wait(protocol.HOOKS)
     creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, spec.annotations)
-    run("prestart", spec.hooks.get("prestart", []), creating)
-    run("createRuntime", spec.hooks.get("createRuntime", []), creating)
+    run("prestart", spec.hooks.get("prestart", []), creating, cwd=spec.bundle)  # runc: in the bundle
+    run("createRuntime", spec.hooks.get("createRuntime", []), creating, cwd=spec.bundle)
     created = dict(creating, status="created")
     data = jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode()
     # its length, then the bytes: the states may be longer than one datagram can be
@@ -138,27 +138,27 @@ def poststop(record: dict) -> None:
         run("poststop", hooks, st, must_succeed=False)
 
 
-def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True) -> None:
-    """Run hooks in order, in the runtime's namespaces, the state JSON on stdin. With
+def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True, cwd: str | None = None) -> None:
+    """Run hooks in order, in the runtime's namespaces (in `cwd`), the state JSON on stdin. With
     `must_succeed` the first failure raises; otherwise each failure is a warning."""
     data = jsonio.dumps(st).encode()
     for h in hooks:
         try:
-            _run_one(kind, h, data)
+            _run_one(kind, h, data, cwd)
         except PyrtError as e:
             if must_succeed:
                 raise
             log.warning(str(e))
 
 
-def _run_one(kind: str, h: Hook, data: bytes) -> None:
+def _run_one(kind: str, h: Hook, data: bytes, cwd: str | None) -> None:
     import signal
     import subprocess
 
     env = dict(e.partition("=")[::2] for e in h.env)
     try:
         p = subprocess.Popen(h.args or [h.path], executable=h.path, env=env, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     except OSError as e:
         raise PyrtError(f"{kind} hook {h.path}: {os.strerror(e.errno).lower()}") from None
     try:

@@ -98,13 +98,15 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    if seccomp and proc.no_new_privileges:  # as runc: before the exec fifo (startContainer hooks run under it)
+        steps.append(seccomp)
 
     # 5. parked until `pyrt start`, then the startContainer hooks (with the container's
     #    credentials) and execve; a failure from here on reaches `start` through the exec fifo
     steps.append(Step("ready"))
     steps.append(Step("wait-start", Fd("fifo")))
     steps += hooks.steps("startContainer", spec.hooks)
-    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
+    steps += process.exec_steps(proc, opts.preserve_fds)
     return Plan(steps)
 
 

@@ -4,7 +4,8 @@
     become_steps   credentials, capabilities, seccomp (privileged load), cwd, fds, umask: what
                    can fail is done before `create` reports ready, as runc does, so a bad
                    capability set fails `create`, not a container nobody watches any more
-    exec_steps     seccomp (with noNewPrivileges: right before execve), execve
+    exec_steps     seccomp (with noNewPrivileges: right before execve; `create` loads it before
+                   the exec fifo instead, as runc), execve
 """
 
 from __future__ import annotations
@@ -89,8 +90,8 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
 
 
 def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
-    """The very last: with noNewPrivileges the seccomp filter right before execve (the profile
-    need not allow pyrt-init's own calls), then execve."""
+    """The very last: with noNewPrivileges and `seccomp` given (exec), the seccomp filter right
+    before execve (the profile need not allow pyrt-init's own calls), then execve."""
     env = dedup_env(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")

@@ -336,6 +336,11 @@ ROWS = [
         "stage", differs="a listenerPath no rule uses is refused; runc 1.5 ignores it"),
     row("seccomp/unknown-syscall-name", seccomp("sc-unknown-name", deny("SCMP_ACT_ERRNO", "nosuchcall", "mkdir",
                                                                         "mkdirat"), "mkdir /tmp/d"), "extra"),
+    row("seccomp/startContainer-hooks-run-under-it", Scenario("sc-start-hook", edit(lambda c: (
+        c["linux"].update(seccomp=deny("SCMP_ACT_ERRNO", "mkdir", "mkdirat")),
+        c.update(hooks={"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/d; grep ^Seccomp: "
+                                                                        "/proc/self/status > /tmp/hook"]}]}),
+        with_env(c, EXTRA="cat /tmp/hook; ls -d /tmp/d")))), "extra"),
     row("seccomp/noNewPrivileges-false", Scenario("sc-no-nnp", edit(lambda c: (c["process"].update(
         noNewPrivileges=False, capabilities={k: ["CAP_SYS_ADMIN"] for k in ("bounding", "effective", "permitted")}),
         c["linux"].update(seccomp=deny("SCMP_ACT_ERRNO", "mkdir", "mkdirat")), with_env(c, EXTRA="mkdir /tmp/d"))

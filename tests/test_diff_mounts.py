@@ -120,9 +120,6 @@ def failing_hook(kind: str):
 
 HOOKS = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
 HOOK_DIFFERS = {
-    "prestart": "prestart hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
-    "createRuntime": "createRuntime hooks run in the runtime's cwd; runc 1.5 runs them in the bundle directory",
-    "createContainer": "createContainer hooks run in the runtime's cwd; runc 1.5 runs them in the rootfs",
     "startContainer": "the state a startContainer hook reads has the host's pid; runc 1.5 gives the pid in the "
                       "container (1)",
     "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",

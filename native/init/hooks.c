@@ -95,7 +95,7 @@ static int read_output(int *fd, char *out, size_t size, size_t *got)
 /*
  * hook KIND TIMEOUT PATH ENV ARGS: run a createContainer or startContainer hook in the
  * container's namespaces, with the state on its stdin and no fd of ours (3 and up close on
- * exec). After TIMEOUT seconds (0: never) its process group is killed. A hook that cannot be
+ * exec); a createContainer hook in the rootfs directory, as runc. After TIMEOUT seconds (0: never) its process group is killed. A hook that cannot be
  * executed, fails or times out fails the step; the message carries the start of its output.
  *
  * The state is written as the hook reads it (it may be longer than a pipe holds, and the hook
@@ -122,6 +122,8 @@ void step_hook(const union arg *a)
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL);
 		setpgid(0, 0);
+		if (strcmp(kind, "createContainer") == 0 && ctx.root >= 0)
+			(void)!fchdir(ctx.root);   /* as runc: in the rootfs (not pivoted into yet) */
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(out[1], 2);
