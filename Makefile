@@ -113,12 +113,15 @@ test-native:
 # cgroup v2 kernel (tools/run-in-vm.sh; Python runs ~20x slower there).
 CGROUP2_TESTS := $(PY) -P -m pytest -q -m cgroup2 tests && \
 	PYRT_BIN=runc $(PY) -P -m pytest -q -m 'cgroup2 and not pyrt_only and not differential' tests
+# The oracle's directory (runc 1.5), shared into the VM at its own path: the guest's /tmp is its own.
+SHARED_BIN ?= $(realpath $(CURDIR)/../shared/bin)
 test-cgroup2: install bundles cgroup2-tests
 cgroup2-tests:
 	@if grep -qw memory /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then \
 		$(CGROUP2_TESTS); \
 	else \
-		PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 tools/run-in-vm.sh sh -c "$(CGROUP2_TESTS)"; \
+		PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 SHARED_BIN=$(SHARED_BIN) \
+			tools/run-in-vm.sh $(if $(SHARED_BIN),-v $(SHARED_BIN)) sh -c "$(CGROUP2_TESTS)"; \
 	fi
 
 bench: install bundles

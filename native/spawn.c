@@ -49,7 +49,8 @@ long pyrt_spawn(unsigned long long flags, int cgroup_fd, int exe_fd, int sync_fd
 	char s[16], p[16];
 	char *argv[] = { "pyrt-init", s, p, NULL };
 	char *envp[] = { NULL };
-	snprintf(s, sizeof s, "%d", sync_fd);   /* here: snprintf is not async-signal-safe */
+	/* the numbers are formatted before clone3: snprintf is not async-signal-safe */
+	snprintf(s, sizeof s, "%d", sync_fd);
 	snprintf(p, sizeof p, "%d", plan_fd);
 	memset(&args, 0, sizeof args);
 	/* CLONE_CLEAR_SIGHAND: a signal between clone3 and execveat must not run the parent's

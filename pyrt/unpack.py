@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 
 from pyrt import image, imageconfig, jsonio, layers, tarstream
 from pyrt.errors import PyrtError
@@ -51,8 +52,26 @@ class Interrupted(PyrtError):
     """SIGTERM or SIGHUP: unwinds like an error (the temporary bundle is removed), status 128+N."""
 
 
-def _interrupted(signum: int, frame) -> None:
-    raise Interrupted(f"unpack interrupted by signal {signum}", 128 + signum)
+_pending: list[int] = []
+
+
+def _note_signal(signum: int, frame) -> None:
+    """Only note the signal: raising here could land between an os.close and the line that forgets
+    the fd, and the cleanup would then close it twice (EBADF instead of a clean unwind)."""
+    _pending.append(signum)
+
+
+def _check_interrupted() -> None:
+    """Unwind at a safe point (a read of the layer stream, the end of the build) if a signal came."""
+    if _pending:
+        raise Interrupted(f"unpack interrupted by signal {_pending[0]}", 128 + _pending[0])
+
+
+def _checked(read: Callable[[], bytes]) -> Callable[[], bytes]:
+    def read_checked() -> bytes:
+        _check_interrupted()
+        return read()
+    return read_checked
 
 
 def main(g, opts: dict, args: list[str]) -> int:
@@ -67,11 +86,12 @@ def main(g, opts: dict, args: list[str]) -> int:
     try:
         img = image.select(source, opts["ref"] or None)
         for sig in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(sig, _interrupted)
+            signal.signal(sig, _note_signal)
         tmp = os.path.join(parent, f".{os.path.basename(target)}.unpack-{os.urandom(4).hex()}")
         os.mkdir(tmp, 0o700)
         try:
             _build(source, img, tmp, sys.stderr.isatty())
+            _check_interrupted()
             try:
                 os.rename(tmp, target)  # atomic; replaces an empty directory, fails on anything else
             except OSError as e:
@@ -98,7 +118,7 @@ def _build(source: image.Source, img: image.Image, bundle: str, tty: bool) -> No
             try:
                 stream = image.LayerStream(source, layer)
                 progress = stream.progress = Progress(f"layer {i}/{len(img.layers)} {layer.label}", stream.total, tty)
-                reader = tarstream.TarReader(stream.chunk)
+                reader = tarstream.TarReader(_checked(stream.chunk))
                 applier.apply(reader)
                 reader.drain()
                 stream.verify()
