@@ -14,16 +14,18 @@ NO_SYMLINK_TYPES = ("proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2")
 class Options:
     """A mount's options, split the way mount(2) and mount_setattr(2) take them."""
 
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup", "cleared")
 
     def __init__(self, options: list[str], where: str) -> None:
         self.flags = self.propagation = self.attr_set = self.attr_clr = 0
+        self.cleared = 0  # flags an option clears (rw, suid, dev, exec, atime, ...)
         self.copyup = False  # runc's tmpcopyup: the tmpfs starts with what it covers
         data = []
         for opt in options:
             if opt in FLAGS:
                 set_, clear = FLAGS[opt]
                 self.flags = (self.flags | set_) & ~clear
+                self.cleared = (self.cleared | clear) & ~set_
             elif opt in PROPAGATION:
                 self.propagation |= PROPAGATION[opt]
             elif opt in RECURSIVE:
@@ -69,7 +71,18 @@ def mount_step(mount: Mount, opts: Options, bundle: str) -> Step:
 
         source = os.path.normpath(os.path.join(bundle, source))
     nosymlinks = mount.type in NO_SYMLINK_TYPES or mount.destination in ("/dev", "/proc", "/sys")
+    flags = opts.flags
+    if opts.bind and opts.cleared:  # as runc: the bind is remounted without the source's flags
+        flags |= MS_REMOUNT
     return Step(
         "mount-copyup" if opts.copyup else "mount", source, mount.destination, "" if opts.bind else mount.type,
-        opts.flags, opts.propagation, opts.data, nosymlinks, opts.attr_set, opts.attr_clr,
+        flags, opts.propagation, opts.data, nosymlinks, opts.attr_set, opts.attr_clr,
     )
+
+
+def in_root(mount: Mount, root: str) -> Mount:
+    """As runc: a destination given as a path inside the rootfs on the host (`<rootfs>/mnt/p`)
+    means the path in the container (`/mnt/p`)."""
+    if mount.destination.startswith(root.rstrip("/") + "/"):
+        return Mount(mount.destination[len(root.rstrip("/")):], mount.type, mount.source, mount.options)
+    return mount

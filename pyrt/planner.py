@@ -56,17 +56,23 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
     cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
+    dev_readonly = False
     for i, m in enumerate(spec.mounts):
+        m, options = mounts.in_root(m, spec.root), mounts.options(m, i)
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, mounts.options(m, i), "cgroup" in spec.namespaces,
-                                         m.type)
-        else:
-            steps.append(mounts.mount_step(m, mounts.options(m, i), spec.bundle))
+            steps += cgroups.mount_steps(cgroup, m.destination, options, "cgroup" in spec.namespaces, m.type)
+            continue
+        if m.destination == "/dev" and options.flags & MS_RDONLY and not options.bind:
+            options.flags &= ~MS_RDONLY  # as runc: read-only once /dev/pts, the devices, the console are in it
+            dev_readonly = True
+        steps.append(mounts.mount_step(m, options, spec.bundle))
     steps += devices.steps(spec)
     if proc.terminal:
         if not opts.console:
             raise PyrtError("process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)")
         steps.append(Step("console", Fd("console"), *proc.console_size))
+    if dev_readonly:
+        steps.append(Step("remount", "/dev", MS_RDONLY))
     if proc.cwd != "/":
         steps.append(Step("mkdir", proc.cwd))
     if "network" in new:

@@ -471,3 +471,21 @@ def test_scheduling_steps_come_first_and_final_affinity_is_exec_only(bundle_dir)
 def test_scheduling_fields_are_checked_at_the_gate(bundle_dir, where, value, words):
     with pytest.raises(PyrtError, match=words.replace("(", r"\(").replace(".", r"\.")):
         make_spec(bundle_dir, lambda c: c[where].update(value))
+
+
+def test_mounts_as_runc_takes_them(bundle_dir):
+    """A bind whose options clear a flag is remounted (MS_REMOUNT: even with no flag set, so the
+    source's nosuid, nodev... go); a destination written as the rootfs path on the host means
+    the path in the container; a read-only /dev tmpfs is made read-only once filled."""
+    root = str(bundle_dir / "rootfs")
+    s = make_spec(bundle_dir, lambda c: (c["mounts"].extend([
+        {"destination": "/a", "type": "bind", "source": "/tmp", "options": ["bind", "rw", "suid"]},
+        {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["bind"]},
+        {"destination": root + "/mnt/p", "type": "tmpfs", "source": "tmpfs"}]),
+        c["mounts"][1]["options"].append("ro")))
+    plan = make_plan(s)
+    by_dest = {p["dest"]: p for p in plan if p.name == "mount"}
+    assert by_dest["/a"]["flags"] & kernel.MS_REMOUNT and not by_dest["/b"]["flags"] & kernel.MS_REMOUNT
+    assert "/mnt/p" in by_dest
+    assert not by_dest["/dev"]["flags"] & kernel.MS_RDONLY
+    assert first(plan, "mknod") < first(plan, "remount", "/dev", kernel.MS_RDONLY) < first(plan, "pivot-root")
