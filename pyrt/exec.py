@@ -37,8 +37,9 @@ def defaults(spec: Spec, no_new_keyring: bool) -> dict:
     }
     if proc.oom_score_adj is not None:
         process["oomScoreAdj"] = proc.oom_score_adj
+    process.update(proc.sched_json)  # as runc: an exec'd process is scheduled as the container's
     return {"namespaces": sorted(spec.namespaces), "process": process, "noNewKeyring": no_new_keyring,
-            "personality": spec.personality}
+            "personality": spec.personality, "memoryPolicy": spec.memory_policy}
 
 
 def main(g: Globals, opts: dict, args: list[str]) -> int:
@@ -232,7 +233,7 @@ def _spawn(c, proc: Process, opts: dict, console_fd: int):
                                     trace=log.debugging(), seccomp=seccomp[1] if seccomp else None,
                                     console="console" in fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), saved["namespaces"], plan_opts,
-                                saved.get("personality"))
+                                saved.get("personality"), saved.get("memoryPolicy"))
         init = Init.spawn(plan, fds, 0, cgroup_fd, floor, cg.dir)
         for fd in opened.values():
             os.close(fd)

@@ -158,14 +158,15 @@ def check_sysctl(key: str, new: set[str]) -> None:
 
 
 def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
-             personality: int | None = None) -> Plan:
+             personality: int | None = None, mempolicy: list | None = None) -> Plan:
     """What a process joining a container does (`exec`): its cgroup v1 hierarchies (cgroup2
     came with clone3; `host` is the container's layout, from its state), all its namespaces
     `kinds` in one setns on the init's pidfd, a fork to be inside its pid namespace, then the
-    same last steps as the container's own process (with the container's personality, as runc)."""
+    same last steps as the container's own process (with the container's personality and
+    memory policy, as runc)."""
     steps = [Step("trace")] if opts.trace else []
     steps += join_cgroups_steps(host)
-    steps += sched.initial_steps(proc, None, execing=True)
+    steps += sched.initial_steps(proc, mempolicy, execing=True)
     if proc.oom_score_adj is not None:
         steps.append(Step("oom-score-adj", proc.oom_score_adj))  # through the host's /proc
     steps.append(Step("setns", Fd("pidfd"), sum(CLONE[k] for k in kinds)))

@@ -58,6 +58,7 @@ class Process:
     __slots__ = (
         "terminal", "console_size", "args", "env", "cwd", "uid", "gid", "umask", "additional_gids",
         "capabilities", "rlimits", "no_new_privileges", "oom_score_adj", "scheduler", "io_priority", "cpu_affinity",
+        "sched_json",
     )
 
     def __init__(self) -> None:
@@ -77,6 +78,7 @@ class Process:
         #: pyrt.sched's reading of process.scheduler, ioPriority, execCPUAffinity (initial, final)
         self.scheduler = self.io_priority = None
         self.cpu_affinity: tuple = (None, None)
+        self.sched_json: dict = {}  # those fields as given: `exec` takes them from the container
 
 
 class Spec:
@@ -344,6 +346,7 @@ def _process(p: _Reader) -> Process:
 
         proc.scheduler, proc.io_priority = sched.scheduler(p), sched.io_priority(p)
         proc.cpu_affinity = sched.cpu_affinity(p)
+        proc.sched_json = {k: p.obj[k] for k in ("scheduler", "ioPriority", "execCPUAffinity") if k in p.obj}
     p.refuse("commandLine", "process.commandLine (Windows)")
     return proc
 

@@ -248,6 +248,12 @@ ROWS = [
                                   files={"process.json": PROCESS_JSON}), *OUT),
     row("exec/--process-with-affinity+scheduler+ioPriority", running(
         "exec-sched", "exec", "--process", "BUNDLE/process.json", "ID", files={"process.json": SCHED_JSON}), *OUT),
+    row("exec/takes-the-container's-scheduler+ioPriority+memoryPolicy", running(
+        "exec-inherits", "exec", "ID", "sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice; grep heap "
+        "/proc/self/numa_maps | cut -d' ' -f2", config=lambda c: (
+            c["process"].update(scheduler={"policy": "SCHED_BATCH", "nice": 4},
+                                ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 5}),
+            c["linux"].update(memoryPolicy={"mode": "MPOL_INTERLEAVE", "nodes": "0"}))), *OUT),
     row("exec/under-taskset", running("exec-taskset", "exec", "ID", "grep", "Cpus_allowed_list", "/proc/self/status",
                                       cpus={0}), *OUT),
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
