@@ -1,8 +1,8 @@
 """pyrt's command line: runc's commands, flags, output formats and exit codes.
 
 A small table-driven parser instead of argparse (whose import alone costs ~8 ms here): Go-style
-flags (`-f`, `--flag`, `-flag`, `--flag=value`), global flags before the command. Each command's
-code is imported only when that command runs.
+flags (`-f`, `--flag`, `-flag`, `--flag=value`), global flags before the command. Each command is
+a module of pyrt/commands/, imported only when that command runs.
 """
 
 from __future__ import annotations
@@ -47,33 +47,33 @@ CREATE_FLAGS = (
 FORMAT = Flag("format", "select one of: table or json (default: table)", "f", str, "table")
 
 COMMANDS = {c.name: c for c in (
-    Command("spec", "", "create a new specification file (config.json)", "pyrt.cli:cmd_spec",
+    Command("spec", "", "create a new specification file (config.json)", "pyrt.commands.spec:main",
             (Flag("bundle", "path to the root of the bundle directory", "b", str, ""),
              Flag("rootless", "generate a configuration for a rootless container")), 0, 0),
-    Command("create", "<container-id>", "create a container", "pyrt.cli:cmd_create", CREATE_FLAGS),
+    Command("create", "<container-id>", "create a container", "pyrt.commands.create:main", CREATE_FLAGS),
     Command("start", "<container-id>", "executes the user defined process in a created container",
-            "pyrt.cli:cmd_start"),
-    Command("run", "<container-id> | <bundle-dir>", "create and run a container", "pyrt.cli:cmd_run",
+            "pyrt.commands.start:main"),
+    Command("run", "<container-id> | <bundle-dir>", "create and run a container", "pyrt.commands.run:main",
             (*CREATE_FLAGS, Flag("detach", "detach from the container's process", "d"),
              Flag("keep", "do not delete the container after it exits"),
              Flag("no-subreaper", "accepted for runc compatibility (pyrt reaps as runc does)"))),
-    Command("state", "<container-id>", "output the state of a container", "pyrt.cli:cmd_state"),
-    Command("list", "", "lists containers started by pyrt with the given root", "pyrt.cli:cmd_list",
+    Command("state", "<container-id>", "output the state of a container", "pyrt.commands.state:main"),
+    Command("list", "", "lists containers started by pyrt with the given root", "pyrt.commands.list:main",
             (FORMAT, Flag("quiet", "display only container IDs", "q")), 0, 0),
     Command("kill", "<container-id> [signal]", "send a signal (default: SIGTERM) to the container's init",
-            "pyrt.cli:cmd_kill", (Flag("all", "send the signal to all processes in the container", "a"),),
+            "pyrt.commands.kill:main", (Flag("all", "send the signal to all processes in the container", "a"),),
             1, 2),
     Command("delete", "<container-id>", "delete any resources held by the container",
-            "pyrt.cli:cmd_delete", (Flag("force", "forcibly delete the container if it is still running", "f"),)),
-    Command("features", "", "show the enabled features", "pyrt.cli:cmd_features", (), 0, 0),
+            "pyrt.commands.delete:main", (Flag("force", "forcibly delete the container if it is still running", "f"),)),
+    Command("features", "", "show the enabled features", "pyrt.commands.features:main", (), 0, 0),
     Command("plan", "<bundle-dir>", "print the setup plan pyrt-init would execute (pyrt only)",
-            "pyrt.cli:cmd_plan", (Flag("id", "container id to plan for", kind=str, default="plan"),), 0, 1),
+            "pyrt.commands.plan:main", (Flag("id", "container id to plan for", kind=str, default="plan"),), 0, 1),
     Command("unpack", "<image> <bundle-dir>", "unpack an image (OCI layout, oci-archive, docker-archive) into a "
             "bundle (pyrt only)", "pyrt.unpack:main",
             (Flag("ref", "the image to unpack when there are several: name, tag or manifest digest", kind=str,
                   default=""),), 2, 2),
     Command("exec", "<container-id> <command> [command options]", "execute new process inside the container",
-            "pyrt.exec:main", (
+            "pyrt.commands.exec:main", (
                 Flag("console-socket", "path to an AF_UNIX socket which will receive the pty master", kind=str),
                 Flag("cwd", "current working directory in the container", kind=str),
                 Flag("env", "set environment variables", "e", str, multi=True),
@@ -92,11 +92,12 @@ COMMANDS = {c.name: c for c in (
                 Flag("ignore-paused", "allow exec in a paused container"),
             ), 1, None, interspersed=False),
     Command("ps", "<container-id> [ps options]", "ps displays the processes running inside a container",
-            "pyrt.cli:cmd_ps", (FORMAT,), 1, None, interspersed=False),
-    Command("pause", "<container-id>", "pause suspends all processes inside the container", "pyrt.cli:cmd_pause"),
+            "pyrt.commands.ps:main", (FORMAT,), 1, None, interspersed=False),
+    Command("pause", "<container-id>", "pause suspends all processes inside the container",
+            "pyrt.commands.pause:pause"),
     Command("resume", "<container-id>", "resumes all processes that have been previously paused",
-            "pyrt.cli:cmd_resume"),
-    Command("update", "<container-id>", "update container resource constraints", "pyrt.resources:cmd_update", (
+            "pyrt.commands.pause:resume"),
+    Command("update", "<container-id>", "update container resource constraints", "pyrt.commands.update:main", (
         Flag("resources", "path to a file with the resources to update, or - for stdin", "r", str),
         Flag("blkio-weight", "specifies per cgroup weight, range is from 10 to 1000", kind=int),
         Flag("cpu-period", "CPU CFS period to be used for hardcapping", kind=str),
@@ -119,7 +120,7 @@ COMMANDS = {c.name: c for c in (
         Flag("mem-bw-schema", "the string of Intel RDT/MBA memory bandwidth schema", kind=str),
     )),
     Command("events", "<container-id>", "display container events such as OOM notifications, cpu, memory, and IO "
-            "usage statistics", "pyrt.events:main",
+            "usage statistics", "pyrt.commands.events:main",
             (Flag("interval", "set the stats collection interval", kind=str, default="5s"),
              Flag("stats", "display the container's stats then exit"))),
 )}
@@ -332,218 +333,7 @@ def _check_root(root: str) -> None:
         raise PyrtError(f"--root {root}: not a directory")
 
 
-def check_preserve_fds(n: int) -> None:
-    """--preserve-fds N passes fds 3..3+N-1: each must be open here (as runc checks), which also
-    bounds N by the fd table."""
-    if n < 0:
-        raise PyrtError("--preserve-fds must not be negative")
-    for fd in range(3, 3 + n):
-        try:
-            os.fstat(fd)
-        except OSError as e:
-            raise PyrtError(f"unable to stat preserved-fd {fd} (of {n}): {os.strerror(e.errno).lower()}") from None
-
-
-def check_console_socket(path: str | None) -> None:
-    """An AF_UNIX path holds at most 107 bytes (sun_path): refuse a longer one as runc's
-    connect(2) does, by name, before anything is set up."""
-    if path and len(os.fsencode(path)) > 107:
-        raise PyrtError(f"connect to console socket {path}: invalid argument (an AF_UNIX path has at most 107 bytes)")
-
-
 def _commit() -> str:
     from pyrt import __version__
 
     return f"v{__version__}"
-
-
-# ----------------------------------------------------------------------------- core commands
-
-
-def _create_options(opts: dict, bundle: str):
-    from pyrt.container import CreateOptions
-
-    check_preserve_fds(opts["preserve-fds"])
-    check_console_socket(opts["console-socket"])
-    return CreateOptions(bundle, opts["pid-file"], opts["console-socket"], opts["preserve-fds"],
-                         opts["no-pivot"], opts["no-new-keyring"])
-
-
-def _load_spec(bundle: str):
-    from pyrt import spec
-
-    return spec.load(bundle)
-
-
-def _network_flags(opts: dict, spec):
-    """--network and -p become the container's annotations: `start`, `state` and `delete` read them there."""
-    publish = opts["publish"]
-    if opts["publish-all"]:
-        from pyrt import imageconfig
-
-        publish = publish + imageconfig.exposed_ports(spec.annotations)
-    if opts["network"] is not None or publish:
-        from pyrt import netspec
-
-        netspec.apply_flags(spec.annotations, opts["network"], publish)
-    return spec
-
-
-def cmd_create(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    bundle = opts["bundle"] or "."
-    init = container.create(g.root, args[0], _create_options(opts, bundle), _network_flags(opts, _load_spec(bundle)))
-    init.close()
-    return 0
-
-
-def cmd_run(g: Globals, opts: dict, args: list[str]) -> int:
-    """`pyrt run ID` (bundle from --bundle or the current directory), or `pyrt run BUNDLE_DIR`."""
-    from pyrt import container
-
-    target, bundle, generated = args[0], opts["bundle"] or ".", False
-    if not opts["bundle"] and os.path.isfile(os.path.join(target, "config.json")):
-        bundle, generated = target, True
-        target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
-    code = container.run(g.root, target, _create_options(opts, bundle), _network_flags(opts, _load_spec(bundle)),
-                         opts["detach"])
-    if generated and opts["detach"]:
-        sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
-    return code
-
-
-def cmd_start(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    container.start(g.root, args[0])
-    return 0
-
-
-def cmd_state(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import jsonio
-    from pyrt.state import Container
-
-    c = Container.load(g.root, args[0], lock=False)
-    try:
-        sys.stdout.write(jsonio.pretty(c.oci_state()))
-    finally:
-        c.close()
-    return 0
-
-
-def cmd_list(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import jsonio, state
-
-    rows = []
-    for cid in state.list_ids(g.root):
-        try:
-            c = state.Container.load(g.root, cid, lock=False)
-        except PyrtError:
-            continue  # being created or deleted right now
-        try:
-            rows.append(c.oci_state(owner=_owner(c.dir_fd)))
-        finally:
-            c.close()
-    if opts["quiet"]:
-        sys.stdout.write("".join(r["id"] + "\n" for r in rows))
-    elif opts["format"] == "json":
-        sys.stdout.write(jsonio.dumps(rows) + "\n")
-    elif opts["format"] == "table":
-        table = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-        table += [(r["id"], str(r["pid"]), r["status"], r["bundle"], r["created"], r["owner"]) for r in rows]
-        widths = [max(len(row[i]) for row in table) for i in range(5)]
-        for row in table:
-            cells = [cell.ljust(max(w + 2, 12)) for cell, w in zip(row, widths, strict=False)]
-            sys.stdout.write("".join(cells) + row[5] + "\n")
-    else:
-        raise PyrtError(f'invalid format option "{opts["format"]}": use table or json')
-    return 0
-
-
-def _owner(dir_fd: int) -> str:
-    import pwd
-
-    uid = os.fstat(dir_fd).st_uid  # the open directory: a concurrent delete cannot make it vanish
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"#{uid}"
-
-
-def cmd_kill(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    sig = container.parse_signal(args[1] if len(args) > 1 else "SIGTERM")
-    container.kill(g.root, args[0], sig, opts["all"])
-    return 0
-
-
-def cmd_delete(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    container.delete(g.root, args[0], opts["force"])
-    return 0
-
-
-def cmd_ps(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    return container.ps(g.root, args[0], opts["format"], args[1:])
-
-
-def cmd_pause(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    container.pause(g.root, args[0], True)
-    return 0
-
-
-def cmd_resume(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import container
-
-    container.pause(g.root, args[0], False)
-    return 0
-
-
-def cmd_spec(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import defaults, jsonio
-
-    if opts["rootless"]:
-        raise PyrtError("spec --rootless: rootless containers are not supported by pyrt")
-    path = os.path.join(opts["bundle"] or ".", "config.json")
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-    except FileExistsError:
-        raise PyrtError("File config.json exists. Remove it first") from None
-    except OSError as e:
-        raise PyrtError(f"open {path}: {os.strerror(e.errno).lower()}") from None
-    try:
-        os.write(fd, jsonio.pretty(defaults.config(), indent="\t").encode())
-    finally:
-        os.close(fd)
-    return 0
-
-
-def cmd_features(g: Globals, opts: dict, args: list[str]) -> int:
-    from pyrt import defaults, jsonio
-
-    sys.stdout.write(jsonio.pretty(defaults.features()) + "\n")
-    return 0
-
-
-def cmd_plan(g: Globals, opts: dict, args: list[str]) -> int:
-    """Print what `create` would do, step by step, without doing it."""
-    from pyrt import host, namespaces, planner, steps
-
-    spec = _load_spec(args[0] if args else ".")
-    namespaces.check(spec)
-    profile = None
-    if spec.seccomp is not None:
-        from pyrt import seccomp
-
-        profile = seccomp.parse(spec.seccomp)
-    plan_opts = planner.Options(opts["id"], seccomp=profile.flags if profile else None, console=True, root=g.root)
-    plan = planner.for_create(spec, host.probe(), plan_opts)
-    sys.stdout.write(steps.render(plan.child) + "\n")
-    return 0

@@ -55,7 +55,7 @@ def config() -> dict:
 
 def features() -> dict:
     """The runtime-spec features document: only what this pyrt really does."""
-    from pyrt import capabilities, kernel, sched, seccomp, spec
+    from pyrt import capabilities, kernel, seccomp, spec
 
     options = sorted({*kernel.FLAGS, *kernel.PROPAGATION, *kernel.RECURSIVE, "tmpcopyup"})
     return {
@@ -79,7 +79,7 @@ def features() -> dict:
             "selinux": {"enabled": False},
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": False}},
-            "memoryPolicy": {"modes": sorted(sched.MPOL_MODES), "flags": sorted(sched.MPOL_FLAGS)},
+            "memoryPolicy": {"modes": sorted(kernel.MPOL_MODES), "flags": sorted(kernel.MPOL_FLAGS)},
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

@@ -24,7 +24,7 @@ def needs_setup(spec: Spec) -> bool:
 def devices(spec: Spec) -> list[Device]:
     given = {d.path for d in spec.devices}
     default = [Device(p, "c", ma, mi, 0o666, 0, 0) for p, ma, mi in DEFAULT if p not in given]
-    return default + spec.devices
+    return [*default, *spec.devices]
 
 
 def steps(spec: Spec) -> list[Step]:

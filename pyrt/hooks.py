@@ -36,10 +36,11 @@ def to_record(hooks: dict[str, list[Hook]]) -> dict:
             for kind, items in hooks.items() if items}
 
 
-def from_record(record: dict, kind: str) -> list[Hook]:
+def from_record(record, kind: str) -> list[Hook]:
+    """The hooks of one kind in a state.Record."""
     from pyrt.spec import Hook
 
-    return [Hook(h["path"], h["args"], h["env"], h["timeout"]) for h in record.get("hooks", {}).get(kind, [])]
+    return [Hook(h["path"], h["args"], h["env"], h["timeout"]) for h in record.hooks.get(kind, [])]
 
 
 def state(oci_version: str, container_id: str, status: str, pid: int, bundle: str, annotations: dict) -> dict:
@@ -72,13 +73,14 @@ def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
 # ----------------------------------------------------------------------------- the runtime's part
 
 
-def at_sync(spec: Spec, container_id: str, init) -> None:
+def at_sync(spec: Spec, container_id: str, init, annotations: dict) -> None:
     """`create`: if the plan stops at hook-sync, wait for it, run prestart then createRuntime
-    hooks, and hand pyrt-init the states for its own hooks (only now is its pid known)."""
+    hooks, and hand pyrt-init the states for its own hooks (only now is its pid known).
+    `annotations`: the container's, with what create added (bridge mode's address)."""
     if not any(spec.hooks.get(kind) for kind in _SYNC):
         return
     init.wait(protocol.HOOKS)
-    creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, spec.annotations)
+    creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, annotations)
     run("prestart", spec.hooks.get("prestart", []), creating, cwd=spec.bundle)  # runc: in the bundle
     run("createRuntime", spec.hooks.get("createRuntime", []), creating, cwd=spec.bundle)
     created = dict(creating, status="created")
@@ -108,8 +110,7 @@ def after_start(c, watch: int, init=None) -> None:
     record = c.record
     poststart = from_record(record, "poststart")
     if poststart:
-        st = state(record["ociVersion"], record["id"], "running", record["pid"], record["bundle"],
-                   record.get("annotations", {}))
+        st = state(record.oci_version, record.id, "running", record.pid, record.bundle, record.annotations)
         run("poststart", poststart, st, must_succeed=False)
 
 
@@ -130,11 +131,11 @@ def _wait_exec(watch: int) -> None:
         raise PyrtError(f"unable to start container process: {reason}")
 
 
-def poststop(record: dict) -> None:
-    """`delete`, once the container is gone: the poststop hooks, failures logged."""
+def poststop(record) -> None:
+    """`delete`, once the container is gone: the poststop hooks (of a state.Record), failures logged."""
     hooks = from_record(record, "poststop")
     if hooks:
-        st = state(record["ociVersion"], record["id"], "stopped", 0, record["bundle"], record.get("annotations", {}))
+        st = state(record.oci_version, record.id, "stopped", 0, record.bundle, record.annotations)
         run("poststop", hooks, st, must_succeed=False)
 
 

@@ -1,8 +1,8 @@
 """The journal: what a container changes on the host, written down *before* it changes it.
 
 A SIGKILL can stop `pyrt create` between any two system calls. So every step that makes
-something outside the state directory (a cgroup directory, the init process, a temporary file
-beside the pid file; bridge mode may add its own kinds) first appends a record of what it is
+something outside the state directory (a cgroup directory, the init process, bridge mode's
+address, veth and ports, a temporary file beside the pid file) first appends a record of what it is
 about to make to `<state dir>/journal`, and only then makes it. Whatever instant the kill
 comes, the journal names everything that may exist, and `undo()` removes it: `delete` (forced
 or not) and a failed `create` call it, newest record first. Ownership never depends on a second
@@ -35,6 +35,7 @@ UNDO = {
     "cgroup": "pyrt.cgroups:undo",
     "process": "pyrt.journal:undo_process",
     "file": "pyrt.journal:undo_file",
+    "network": "pyrt.network:undo",
 }
 
 
@@ -97,14 +98,14 @@ def undo_process(item: dict, dir_fd: int) -> None:
     import _signal as signal  # the C module: `signal` only adds enums, ~5 ms of imports
     import select
 
-    from pyrt.state import proc_start_time
+    from pyrt.procfs import start_time
 
     try:
         pidfd = os.pidfd_open(item["pid"])
     except ProcessLookupError:
         return
     try:
-        if proc_start_time(item["pid"]) == item["start"]:
+        if start_time(item["pid"]) == item["start"]:
             signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             select.select([pidfd], [], [], 10)
     except ProcessLookupError:

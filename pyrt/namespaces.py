@@ -12,22 +12,7 @@ from pyrt.steps import Fd, Step
 # Joining order: the user namespace first (it grants the rights to join the others), the mount
 # namespace late (afterwards host paths may be gone).
 JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")
-UNSUPPORTED = ("user", "time")
 NS_GET_NSTYPE = 0xB703
-
-
-def check(spec: Spec) -> None:
-    for kind in UNSUPPORTED:
-        if kind in spec.namespaces:
-            raise PyrtError(f'config.json: linux.namespaces: the "{kind}" namespace is not supported by pyrt yet')
-    for key, value in (("hostname", spec.hostname), ("domainname", spec.domainname)):
-        # without a uts namespace of its own, the container would rename the host (runc refuses
-        # that too: `unable to set domainname without a private UTS namespace`); a joined one is
-        # another container's, or the host's (runc 1.5 renames it: pyrt does not)
-        if value and "uts" not in spec.namespaces:
-            raise PyrtError(f"config.json: {key}: unable to set {key} without a private UTS namespace")
-        if value and spec.namespaces["uts"]:
-            raise PyrtError(f"config.json: {key}: cannot set the {key} of a joined uts namespace")
 
 
 def clone_flags(spec: Spec) -> int:

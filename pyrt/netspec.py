@@ -102,27 +102,28 @@ def wanted(annotations: dict[str, str]) -> bool:
     return annotations.get(NETWORK) == "bridge" or (PORTS in annotations and annotations.get(NETWORK) != "none")
 
 
-def from_spec(spec) -> Request | None:
-    """The validated request of a config (None: pyrt adds nothing to what config.json says)."""
-    ann = spec.annotations
-    mode = ann.get(NETWORK, "bridge" if PORTS in ann else "none")
-    where = "config.json: annotations"
+def request(annotations: dict[str, str], namespaces: dict[str, str | None]) -> Request | None:
+    """The validated request of a config (None: pyrt adds nothing to what config.json says);
+    checked at the gate (config.py), with the command line's flags already in the annotations."""
+    from pyrt.reader import Reader
+
+    r = Reader(annotations, "config.json", "annotations")
+    mode = r.get(NETWORK, str, "bridge" if PORTS in annotations else "none")
     if mode not in MODES:
-        raise PyrtError(f'{where}: {NETWORK} "{mode}": unknown network mode (use none or bridge)')
+        r.fail(f'{NETWORK} "{mode}": unknown network mode (use none or bridge)')
     if mode == "none":
-        if PORTS in ann:
-            raise PyrtError(f"{where}: {PORTS}: publishing ports needs {NETWORK} bridge")
+        if PORTS in annotations:
+            r.fail(f"{PORTS}: publishing ports needs {NETWORK} bridge")
         return None
-    ports = parse_ports([p for p in ann.get(PORTS, "").split(",") if p.strip()], f"{where}: {PORTS}")
-    bridge = ann.get(BRIDGE, DEFAULT_BRIDGE)
+    ports = parse_ports([p for p in r.get(PORTS, str, "").split(",") if p.strip()], f"{r.name()}: {PORTS}")
+    bridge = r.get(BRIDGE, str, DEFAULT_BRIDGE)
     if not 0 < len(bridge) < 16 or not set(bridge) <= _IFNAME_CHARS or bridge in (".", "..", "all", "default"):
-        raise PyrtError(f'{where}: {BRIDGE} "{bridge}": want an interface name (1-15 of A-Za-z0-9_.-)')
-    subnet = _subnet(ann.get(SUBNET, DEFAULT_SUBNET), f"{where}: {SUBNET}")
-    if "network" not in spec.namespaces:
+        r.fail(f'{BRIDGE} "{bridge}": want an interface name (1-15 of A-Za-z0-9_.-)')
+    subnet = _subnet(r.get(SUBNET, str, DEFAULT_SUBNET), f"{r.name()}: {SUBNET}")
+    if "network" not in namespaces:
         raise PyrtError("bridge networking needs a new network namespace: config.json linux.namespaces has none")
-    if spec.namespaces["network"]:
-        raise PyrtError(f"bridge networking needs a new network namespace: config.json joins "
-                        f"{spec.namespaces['network']}")
+    if namespaces["network"]:
+        raise PyrtError(f"bridge networking needs a new network namespace: config.json joins {namespaces['network']}")
     return Request(bridge, subnet, ports)
 
 

@@ -188,3 +188,8 @@ def release(root: str, container_id: str) -> None:
         os.close(fd)
         if links:
             links.close()
+
+
+def undo(item: dict, dir_fd: int) -> None:
+    """Undo a journal record of create's network step ({"root", "id"}): `release` it."""
+    release(item["root"], item["id"])

@@ -34,12 +34,11 @@ class Options:
 
 
 def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
+    """The steps of a container's init, for a spec the gate passed (config.py): what it checked
+    (a process, a new mount namespace, sysctls of the container's namespaces, a console socket for
+    a terminal, no private root with --no-pivot) is not checked again here."""
     proc = spec.process
-    if proc is None:
-        raise PyrtError("config.json: process: is required to create a container")
     new = {k for k, path in spec.namespaces.items() if path is None}
-    if "mount" not in new:
-        raise PyrtError("config.json: linux.namespaces: pyrt needs a new mount namespace")
     steps = [Step("trace")] if opts.trace else []
 
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
@@ -57,19 +56,18 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps.append(Step("root", spec.root))
     cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
     dev_readonly = False
-    for i, m in enumerate(spec.mounts):
-        m, options = mounts.in_root(m, spec.root), mounts.options(m, i)
+    for m in spec.mounts:
+        dest = mounts.in_root(m.destination, spec.root)
         if m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, options, "cgroup" in spec.namespaces, m.type)
-            continue
-        if m.destination == "/dev" and options.flags & MS_RDONLY and not options.bind:
-            options.flags &= ~MS_RDONLY  # as runc: read-only once /dev/pts, the devices, the console are in it
+            steps += cgroups.mount_steps(cgroup, dest, m.opts, "cgroup" in spec.namespaces, m.type)
+        elif dest == "/dev" and m.opts.flags & MS_RDONLY and not m.opts.bind:
+            # as runc: read-only once /dev/pts, the devices, the console are in it
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle, dest, clear=MS_RDONLY))
             dev_readonly = True
-        steps.append(mounts.mount_step(m, options, spec.bundle))
+        else:
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle, dest))
     steps += devices.steps(spec)
     if proc.terminal:
-        if not opts.console:
-            raise PyrtError("process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)")
         steps.append(Step("console", Fd("console"), *proc.console_size))
     if dev_readonly:
         steps.append(Step("remount", "/dev", MS_RDONLY))
@@ -79,7 +77,6 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
         steps.append(Step("lo-up"))
     steps += hooks.create_steps(spec.hooks)  # prestart, createRuntime (parent), createContainer
     for key, value in spec.sysctl.items():  # before /proc/sys becomes read-only
-        check_sysctl(key, new)
         steps.append(Step("sysctl", "/proc/sys/" + key.replace(".", "/"), value))
     steps += [Step("readonly", p) for p in spec.readonly_paths]
     steps += [Step("mask", p) for p in spec.masked_paths]
@@ -133,28 +130,9 @@ def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
     the mount holding the rootfs private (slave if a slave root was asked for), so the root bind
     stays in this namespace and pivot_root, which refuses a shared parent, accepts it."""
     asked = PROPAGATION[spec.rootfs_propagation] if spec.rootfs_propagation else 0
-    if opts.no_pivot and asked & MS_PRIVATE:
-        raise PyrtError(f'config.json: linux.rootfsPropagation: "{spec.rootfs_propagation}" is not safe without '
-                        "pivot_root (--no-pivot)")
     holder = MS_SLAVE if asked & MS_SLAVE else MS_PRIVATE
     return [Step("propagation", "/", asked or MS_SLAVE | MS_REC),
             Step("propagation", spec.root, holder)]
-
-
-IPC_SYSCTLS = ("kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
-               "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced")
-
-
-def check_sysctl(key: str, new: set[str]) -> None:
-    """Only sysctls of a namespace the container owns: anything else would change the host."""
-    if key.startswith("net.") and "network" in new:
-        return
-    if (key in IPC_SYSCTLS or key.startswith("fs.mqueue.")) and "ipc" in new:
-        return
-    if key in ("kernel.hostname", "kernel.domainname") and "uts" in new:
-        return
-    raise PyrtError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
-                    "(it would change the host)")
 
 
 def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,

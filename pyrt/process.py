@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from pyrt import capabilities
-from pyrt.errors import PyrtError
 from pyrt.kernel import RLIMITS
 from pyrt.spec import Process
 from pyrt.steps import Step
@@ -34,9 +33,7 @@ def dedup_env(env: list[str]) -> list[str]:
 
 def rlimit_steps(proc: Process) -> list[Step]:
     steps = []
-    for kind, soft, hard in proc.rlimits:
-        if soft > hard:
-            raise PyrtError(f"config.json: process.rlimits: {kind}: soft limit {soft} is above the hard limit {hard}")
+    for kind, soft, hard in proc.rlimits:  # soft <= hard: checked at the gate
         steps.append(Step("rlimit", RLIMITS[kind], soft, hard))
     return steps
 

@@ -1,4 +1,5 @@
-"""linux.seccomp: validate the profile, compile it to the classic-BPF program pyrt-init loads.
+"""linux.seccomp: validate the profile (at the gate), compile it to the classic-BPF program
+pyrt-init loads (while the parent's plan is made: before any side effect).
 
 Compiled with libseccomp (pyrt._seccomp, cffi), the compiler runc uses: it knows every
 architecture's syscall table (x86_64, the i386 and x32 compat ABIs, i386's socketcall
@@ -9,8 +10,8 @@ the profile names, so programs fall back to older calls instead of meeting the d
 
 The program lives in a memfd passed to pyrt-init (`seccomp FD FLAGS`, native/init.c), and a copy
 is kept for `pyrt exec` at `<state dir>/seccomp.bpf`: raw `struct sock_filter[]` (8 bytes per
-instruction, host byte order), with the seccomp(2) flags in the state record as "seccomp_flags";
-`for_exec()` returns both.
+instruction, host byte order), with the seccomp(2) flags in the state record as "seccomp_flags"
+(`save()` for create, `for_exec()`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 
 from pyrt import jsonio, log
 from pyrt.errors import PyrtError
-from pyrt.spec import _Reader
+from pyrt.reader import Reader
 
 #: OCI action -> SECCOMP_RET_* (errno, for the two that take one, in the low 16 bits)
 ACTIONS = {
@@ -69,10 +70,9 @@ class Profile:
 # ----------------------------------------------------------------------------- validation
 
 
-def parse(obj: object) -> Profile | None:
-    """linux.seccomp -> Profile; None when it asks for nothing (no defaultAction and no
-    syscalls: runc then installs no filter)."""
-    r = _Reader(obj, "linux.seccomp")
+def parse(r: Reader) -> Profile | None:
+    """linux.seccomp (at the gate: config.py) -> Profile; None when it asks for nothing (no
+    defaultAction and no syscalls: runc then installs no filter)."""
     entries = r.items("syscalls")
     if not r.get("defaultAction", str) and not entries:
         return None
@@ -110,7 +110,7 @@ def usable_archs() -> list[str]:
     return [a for a in ARCHS if (a in BIG_ENDIAN) == (sys.byteorder == "big")]
 
 
-def _action(r: _Reader, key: str, errno_key: str) -> int:
+def _action(r: Reader, key: str, errno_key: str) -> int:
     name = r.get(key, str, required=True)
     if name == "SCMP_ACT_NOTIFY":
         r.fail("SCMP_ACT_NOTIFY (a seccomp agent) is not supported by pyrt", key)
@@ -126,7 +126,7 @@ def _action(r: _Reader, key: str, errno_key: str) -> int:
     return ACTIONS[name] | errno
 
 
-def _arg(a: _Reader) -> tuple[int, int, int, int]:
+def _arg(a: Reader) -> tuple[int, int, int, int]:
     index = a.get("index", int, required=True)
     if not 0 <= index <= 5:
         a.fail("must be between 0 and 5 (a syscall has six arguments)", "index")
@@ -318,14 +318,9 @@ def _read(name: str, dir_fd: int | None = None) -> bytes:
 # ----------------------------------------------------------------------------- create and exec
 
 
-def setup(obj: object, dir_fd: int, floor: int) -> tuple[int, int] | None:
-    """For create: validate and compile linux.seccomp, keep a copy in the state directory
-    (`dir_fd`). Returns (a memfd at or above `floor` holding the program, the seccomp(2)
-    flags), or None if there is no filter."""
-    profile = parse(obj)
-    if profile is None:
-        return None
-    code = program(profile)
+def save(code: bytes, dir_fd: int, floor: int) -> int:
+    """For create: keep a copy of the program in the state directory (`dir_fd`) for exec, and
+    return a memfd at or above `floor` holding it, for pyrt-init's seccomp step."""
     try:
         jsonio.write_atomic(SAVED, code, dir_fd=dir_fd)
     except OSError as e:
@@ -338,14 +333,13 @@ def setup(obj: object, dir_fd: int, floor: int) -> tuple[int, int] | None:
     except BaseException:
         os.close(fd)
         raise
-    return fd, profile.flags
+    return fd
 
 
-def for_exec(state_dir_fd: int, record: dict) -> tuple[int, int] | None:
+def for_exec(state_dir_fd: int) -> int | None:
     """For exec: the container's program (an O_CLOEXEC fd for the `seccomp` step: move it above
-    the preserved fds, close it after spawning) and flags; None if the container has no filter."""
+    the preserved fds, close it after spawning); None if the container has no filter."""
     try:
-        fd = os.open(SAVED, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state_dir_fd)
+        return os.open(SAVED, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state_dir_fd)
     except FileNotFoundError:
         return None
-    return fd, record.get("seccomp_flags", 0)

@@ -1,8 +1,10 @@
 """Container state on disk: `<root>/<id>/state.json`, written atomically, guarded by a lock.
 
-The record holds runc's state fields (what `pyrt state` prints) plus what later commands need
-to act without the bundle: the init's start time (to tell a recycled pid from our init), the
-cgroup, and the pieces of config used after `create`.
+`Record` is state.json: runc's state fields (what `pyrt state` prints) plus what later commands
+need to act without the bundle: the init's start time (to tell a recycled pid from our init),
+the cgroup, the hooks and exec's defaults (the container's process, namespaces, keyring,
+personality, seccomp flags). Only `Container.save` writes it. `Status` is the status a command
+finds, and `require` refuses an operation the status does not allow, in runc's words.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import os
 
 from pyrt import jsonio
 from pyrt.errors import PyrtError
+from pyrt.procfs import start_time
 
-#: The fields of runc's `state` output, in runc's order.
-OCI_FIELDS = ("ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner")
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+.-")
 
 
@@ -24,23 +25,102 @@ def validate_id(container_id: str) -> None:
         raise PyrtError(f'invalid container id "{container_id}": use letters, digits and _+.- only, no leading .')
 
 
-def proc_start_time(pid: int) -> str | None:
-    """The start time of a live (not zombie) process, from /proc/<pid>/stat; None if gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rpartition(b")")[2].split()
-    except OSError:
-        return None
-    # fields[0] is the state (field 3 of stat(5)); starttime is field 22
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return fields[19].decode()
+# ----------------------------------------------------------------------------- status
+
+
+class Status:
+    """A container's status as a command finds it: created, running, paused or stopped."""
+
+    __slots__ = ("name", "container_id")
+
+    #: operation -> status -> runc's words refusing it there (a status not listed allows it)
+    REFUSED = {
+        "start": {"stopped": "cannot start a container that has stopped",
+                  "running": "cannot start an already running container",
+                  "paused": "cannot start an already running container"},
+        "kill": {"stopped": "container not running"},
+        "delete": {"running": "cannot delete container {id} that is not stopped: running",
+                   "paused": "cannot delete container {id} that is not stopped: paused"},
+        "delete --force": {},
+        "exec": {"stopped": "cannot exec in a stopped container",
+                 "paused": "cannot exec in a paused container (use --ignore-paused to override)"},
+        "exec --ignore-paused": {"stopped": "cannot exec in a stopped container"},
+        "pause": {"created": "container not running", "stopped": "container not running",
+                  "paused": "container already paused"},
+        "resume": {"created": "container not paused", "running": "container not paused",
+                   "stopped": "container not paused"},
+        "update": {"stopped": "container not running"},
+        "events": {"stopped": "container with id {id} is not running"},
+    }
+
+    def __init__(self, name: str, container_id: str) -> None:
+        self.name, self.container_id = name, container_id
+
+    def require(self, op: str) -> None:
+        """Refuse `op` (a key of REFUSED) if this status does not allow it."""
+        why = self.REFUSED[op].get(self.name)
+        if why:
+            raise PyrtError(why.format(id=self.container_id))
+
+    def __eq__(self, other: object) -> bool:
+        return self.name == (other.name if isinstance(other, Status) else other)
+
+    __hash__ = None
+
+    def __str__(self) -> str:
+        return self.name
+
+
+# ----------------------------------------------------------------------------- the record
+
+
+class Record:
+    """state.json, field by field. `cgroup` is Cgroup.to_state(); `hooks` hooks.to_record();
+    `process` the container's process as config.json writes it (config.process_json), for
+    exec; `namespaces` the container's namespace types (exec joins them all)."""
+
+    __slots__ = ("oci_version", "id", "pid", "bundle", "rootfs", "created", "owner", "annotations", "init_start",
+                 "cgroup", "hooks", "process", "namespaces", "no_new_keyring", "personality", "seccomp_flags",
+                 "memory_policy")
+
+    def __init__(self, oci_version: str, id: str, pid: int, bundle: str, rootfs: str, created: str,
+                 annotations: dict, init_start: str | None, cgroup: dict, hooks: dict, process: dict | None,
+                 namespaces: list[str], no_new_keyring: bool = False, personality: int | None = None,
+                 seccomp_flags: int | None = None, owner: str = "", memory_policy: list | None = None) -> None:
+        self.oci_version, self.id, self.pid, self.bundle, self.rootfs = oci_version, id, pid, bundle, rootfs
+        self.created, self.owner, self.annotations, self.init_start = created, owner, annotations, init_start
+        self.cgroup, self.hooks, self.process, self.namespaces = cgroup, hooks, process, namespaces
+        self.no_new_keyring, self.personality, self.seccomp_flags = no_new_keyring, personality, seccomp_flags
+        self.memory_policy = memory_policy  # linux.memoryPolicy (mode, flags, nodes): exec's too, as runc
+
+    def to_json(self) -> dict:
+        out = {"ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
+               "rootfs": self.rootfs, "created": self.created, "owner": self.owner, "annotations": self.annotations,
+               "init_start": self.init_start, "cgroup": self.cgroup, "hooks": self.hooks}
+        if self.process is not None:
+            out["exec"] = {"namespaces": self.namespaces, "process": self.process,
+                           "noNewKeyring": self.no_new_keyring, "personality": self.personality}
+            if self.memory_policy is not None:
+                out["exec"]["memoryPolicy"] = self.memory_policy
+        if self.seccomp_flags is not None:
+            out["seccomp_flags"] = self.seccomp_flags  # for exec, with <state dir>/seccomp.bpf
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict) -> Record:
+        """The record of a state.json this pyrt wrote (KeyError, TypeError: it did not)."""
+        ex = obj.get("exec") or {}
+        return cls(obj["ociVersion"], obj["id"], obj["pid"], obj["bundle"], obj["rootfs"], obj["created"],
+                   obj.get("annotations") or {}, obj.get("init_start"), obj["cgroup"], obj.get("hooks") or {},
+                   ex.get("process"), ex.get("namespaces", []), ex.get("noNewKeyring", False), ex.get("personality"),
+                   obj.get("seccomp_flags"), obj.get("owner", ""), ex.get("memoryPolicy"))
 
 
 class Container:
-    """An open, locked state directory."""
+    """An open (and, to act on it, locked) state directory, and its record (None while a
+    create is in progress or was killed: there is no state.json yet)."""
 
-    def __init__(self, root: str, container_id: str, dir_fd: int, record: dict) -> None:
+    def __init__(self, root: str, container_id: str, dir_fd: int, record: Record | None = None) -> None:
         self.root, self.id, self.dir_fd, self.record = root, container_id, dir_fd, record
 
     @property
@@ -66,7 +146,7 @@ class Container:
             raise PyrtError(f"create state directory in {root}: {os.strerror(e.errno).lower()}") from None
         fd = os.open(os.path.join(root, container_id), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        return cls(root, container_id, fd, {})
+        return cls(root, container_id, fd)
 
     @classmethod
     def load(cls, root: str, container_id: str, lock: bool = True) -> Container:
@@ -83,11 +163,13 @@ class Container:
                 if os.fstat(fd).st_nlink == 0:  # deleted while we waited
                     raise PyrtError("container does not exist")
             try:
-                record = jsonio.loads(jsonio.read("state.json", dir_fd=fd))
+                record = Record.from_json(jsonio.loads(jsonio.read("state.json", dir_fd=fd)))
             except FileNotFoundError:
                 raise PyrtError("container does not exist") from None  # a create still in progress
             except ValueError as e:
                 raise PyrtError(f"{path}/state.json: {e}") from None
+            except (KeyError, TypeError, AttributeError):
+                raise PyrtError(f"{path}/state.json: not a state record of this pyrt's") from None
         except BaseException:
             os.close(fd)
             raise
@@ -100,45 +182,45 @@ class Container:
 
     # -- the record ---------------------------------------------------------------------------
 
-    def save(self, name: str = "state.json") -> None:
-        """Write state.json (or `name`) atomically: a reader sees the old or the new record, never half."""
+    def save(self) -> None:
+        """Write state.json atomically: a reader sees the old or the new record, never half."""
         try:
-            jsonio.write_atomic(name, jsonio.dumps(self.record).encode(), dir_fd=self.dir_fd)
+            jsonio.write_atomic("state.json", jsonio.dumps(self.record.to_json()).encode(), dir_fd=self.dir_fd)
         except OSError as e:
-            raise PyrtError(f"write {self.dir}/{name}: {os.strerror(e.errno).lower()}") from None
+            raise PyrtError(f"write {self.dir}/state.json: {os.strerror(e.errno).lower()}") from None
 
     def init_alive(self) -> bool:
-        pid = self.record.get("pid", 0)
-        return bool(pid) and proc_start_time(pid) == self.record.get("init_start")
+        pid = self.record.pid
+        return bool(pid) and start_time(pid) == self.record.init_start
 
-    def status(self) -> str:
+    def status(self) -> Status:
         if not self.init_alive():
-            return "stopped"
-        if os.path.exists(self.fifo):
-            return "created"
-        if self.cgroup().frozen():
-            return "paused"
-        return "running"
+            name = "stopped"
+        elif os.path.exists(self.fifo):
+            name = "created"
+        elif self.cgroup().frozen():
+            name = "paused"
+        else:
+            name = "running"
+        return Status(name, self.id)
 
     def cgroup(self):
         """The container's cgroup, knowing its init while that lives (see Cgroup.processes())."""
         from pyrt.cgroups import Cgroup
 
-        cg = Cgroup.from_state(self.record["cgroup"])
+        cg = Cgroup.from_state(self.record.cgroup)
         if self.init_alive():
-            cg.init_pid = self.record["pid"]
+            cg.init_pid = self.record.pid
         return cg
 
     def oci_state(self, owner: str = "") -> dict:
         """runc's state object: status computed now, pid 0 once stopped."""
-        status = self.status()
-        out = {k: self.record.get(k) for k in OCI_FIELDS}
-        out["status"] = status
-        out["owner"] = owner
-        if status == "stopped":
-            out["pid"] = 0
-        if self.record.get("annotations"):
-            out["annotations"] = self.record["annotations"]
+        status = self.status().name
+        r = self.record
+        out = {"ociVersion": r.oci_version, "id": r.id, "pid": 0 if status == "stopped" else r.pid,
+               "status": status, "bundle": r.bundle, "rootfs": r.rootfs, "created": r.created, "owner": owner}
+        if r.annotations:
+            out["annotations"] = r.annotations
         return out
 
     def remove(self) -> None:

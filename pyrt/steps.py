@@ -268,19 +268,19 @@ def _names(table: dict, value: int) -> str:
 
 
 def _mempolicy(s: Step) -> str:
-    from pyrt import sched
+    from pyrt.kernel import MPOL_FLAGS, MPOL_MODES
 
-    flags = [n for n, v in sched.MPOL_FLAGS.items() if s["flags"] & v]
-    return (f"set the memory policy {_names(sched.MPOL_MODES, s['mode'])}"
+    flags = [n for n, v in MPOL_FLAGS.items() if s["flags"] & v]
+    return (f"set the memory policy {_names(MPOL_MODES, s['mode'])}"
             + (f" on nodes {','.join(map(str, s['nodes']))}" if s["nodes"] else "")
             + (f" [{','.join(flags)}]" if flags else "") + " (set_mempolicy)")
 
 
 def _scheduler(s: Step) -> str:
-    from pyrt import sched
+    from pyrt.kernel import POLICIES
 
     extra = [f"{k} {s[k]}" for k in ("nice", "priority", "flags", "runtime", "deadline", "period") if s[k]]
-    return f"set the scheduling policy {_names(sched.POLICIES, s['policy'])}" + (
+    return f"set the scheduling policy {_names(POLICIES, s['policy'])}" + (
         f" ({', '.join(extra)})" if extra else "") + " (sched_setattr)"
 
 

@@ -282,8 +282,13 @@ def test_update_memory_flag_digits_only(rt, running, value):
 
 def test_update_memory_flag_exactly(rt, running):
     """Sizes are computed exactly (1.5g, 9223372036854771712 = the largest page-aligned limit)."""
-    for value in ("1.5g", "9223372036854771712"):
+    from cgroupfs import CgFiles
+
+    files = CgFiles(rt.state(running)["pid"])
+    largest = "9223372036854771712"
+    for value, limits in (("1.5g", {str(3 << 29)}), (largest, {largest, "max"})):  # v2 reads it back as max
         rt.ok("update", "--memory", value, running)
+        assert files.read("memory", "memory.limit_in_bytes", "memory.max") in limits, value
 
 
 @pytest.mark.parametrize("flag", ["--cpu-period", "--cpu-quota", "--cpu-rt-runtime"])

@@ -255,7 +255,7 @@ def test_created_parents_are_removed_joined_cgroups_kept(rt, bundle):
 def test_bpf_device_filter_on_the_kernel(tmp_path):
     """The v2 device program (native/bpf.c) on this kernel's cgroup2 tree: last match wins,
     allow needs every access bit, deny any; replacing it detaches the old program."""
-    from pyrt import resources
+    from pyrt import cgwrites
 
     class Cg:
         dir = str(UNIFIED / f"pyrt-test-bpf-{uuid.uuid4().hex[:8]}")
@@ -264,14 +264,14 @@ def test_bpf_device_filter_on_the_kernel(tmp_path):
     try:
         rules = ((False, "a", -1, -1, "rwm"), (True, "c", 1, 3, "rwm"), (True, "c", 1, 5, "r"),
                  (False, "c", 1, 3, "w"))
-        resources._device_filter(Cg, resources.Write("test", "devices", 2, "devices", "", rules))
+        cgwrites._device_filter(Cg, cgwrites.Write("test.devices", 2, "devices", "", rules))
         script = (f"echo $$ > {Cg.dir}/cgroup.procs; cat /dev/null && echo null-read; true > /dev/null && "
                   "echo null-write; head -c1 /dev/zero | wc -c; true > /dev/zero && echo zero-write; "
                   "true < /dev/full && echo full")
         r = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
         assert r.stdout.split() == ["null-read", "1"], r
         allow_all = ((True, "a", -1, -1, "rwm"),)
-        resources._device_filter(Cg, resources.Write("test", "devices", 2, "devices", "", allow_all))
+        cgwrites._device_filter(Cg, cgwrites.Write("test.devices", 2, "devices", "", allow_all))
         r = subprocess.run(["sh", "-c", script], capture_output=True, text=True)
         assert r.stdout.split() == ["null-read", "null-write", "1", "zero-write", "full"], r
     finally:
@@ -319,14 +319,64 @@ def test_half_made_cpuset_parent_gets_filled(rt, bundle):
             os.setxattr(d, "trusted.pyrt.created", b"1")
     assert not (half_made / "cpuset.cpus").read_text().strip()
     cid = rt.new_id()
-    bundle.config["linux"]["cgroupsPath"] = f"{parent}/{cid}"
+    bundle.config["linux"]["cgroupsPath"] = f"/pyrt/{parent}/{cid}"  # below the half-made parent
     try:
         rt.create(bundle.args("true"), cid)
+        cpus = (cpuset / "cpuset.cpus").read_text().strip()
+        assert (half_made / "cpuset.cpus").read_text().strip() == cpus
+        assert (half_made / cid / "cpuset.cpus").read_text().strip() == cpus
     finally:
         rt("delete", "--force", cid)
         for d in (half_made, cpuset / "pyrt"):
             with contextlib.suppress(OSError):
                 d.rmdir()
+
+
+@pytest.mark.pyrt_only
+def test_undo_walks_past_a_parent_that_is_gone(rt, bundle, tmp_path):
+    """A create killed before its mkdirs journals the leaf it was about to make below parents
+    that existed (pyrt's shared ones). If the nearest parent is gone by the time `delete
+    --force` undoes the journal (the last container below it took it along), the shared parent
+    above it, empty now, is still pyrt's to remove: the undo used to stop at the missing one and
+    leave it in every hierarchy."""
+    top, mid = f"pyrt-test-{uuid.uuid4().hex[:8]}", "sub"
+    bases = [UNIFIED, *dict.fromkeys(cgroupfs.v1_mounts().values())] if not V2_HOST else [UNIFIED]
+
+    def shared_parents():  # what earlier containers left: parents pyrt made, shared
+        for b in bases:
+            (b / top / mid).mkdir(parents=True, exist_ok=True)
+            for d in (b / top, b / top / mid):
+                os.setxattr(d, "trusted.pyrt.created", b"1")
+                for name in ("cpuset.cpus", "cpuset.mems"):
+                    if (d / name).exists() and not (d / name).read_text().strip():
+                        (d / name).write_text((d.parent / name).read_text())
+
+    shared_parents()
+    try:
+        cid = rt.new_id()
+        bundle.config["linux"]["cgroupsPath"] = f"/{top}/{mid}/{cid}"
+        bundle.args("true").write()
+        argv = rt.cmd("create", "--bundle", str(bundle.path), cid)
+        trace = tmp_path / "trace"  # a first create, traced: which mkdir makes the leaf
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        subprocess.run(["strace", "-o", str(trace), "-e", "trace=mkdir", *argv], check=True, **quiet)
+        rt.ok("delete", "--force", cid)  # which took the empty shared parents along: again
+        shared_parents()
+        calls = [line for line in trace.read_text().splitlines() if line.startswith("mkdir(")]
+        leaf = 1 + next(i for i, line in enumerate(calls) if f"/{top}/{mid}/{cid}" in line)
+        subprocess.run(["strace", "-o", "/dev/null", "-e", "trace=mkdir", "-e", f"inject=mkdir:signal=KILL:when={leaf}",
+                        *argv], **quiet)
+        journal = (rt.root / cid / "journal").read_text()
+        assert f"/{top}/{mid}/{cid}" in journal and not any((b / top / mid / cid).exists() for b in bases), journal
+        for b in bases:
+            (b / top / mid).rmdir()
+        rt.ok("delete", "--force", cid)
+        assert not [str(b / top) for b in bases if (b / top).exists()]
+    finally:
+        for b in bases:
+            for d in (b / top / mid, b / top):
+                with contextlib.suppress(OSError):
+                    d.rmdir()
 
 
 # ----------------------------------------------------------------------------- whose processes

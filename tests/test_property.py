@@ -301,6 +301,47 @@ def test_any_config(host, data):
     create_start_delete(host, bundle_dir)
 
 
+#: The one input `create` refuses and `pyrt plan` passes: plan plans as `pyrt run` in the
+#: foreground, which gives a terminal of its own (create needs --console-socket for one).
+NEEDS_CONSOLE = "process.terminal is true: a --console-socket is needed (or `pyrt run` in the foreground)"
+
+
+@settings(max_examples=150 * SCALE, **SETTINGS)
+@given(data=st.data())
+def test_plan_refuses_what_create_refuses(host, data):
+    """`pyrt plan` is the same gate and the same planners as `create`: whatever config it
+    refuses, create refuses with the same line, and whatever create refuses before the kernel
+    has a say (before pyrt-init runs, or a write into the cgroup), plan refuses too."""
+    base = rich_config(host)
+    bundle_dir = host.tmp / "bundle"
+    bundle_dir.mkdir(exist_ok=True)
+    config = keep_safe(mutate(base, data.draw(changes_to(base), label="changes")), host, bundle_dir)
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    rt = host.rt
+    cid = rt.new_id()
+    planned = rt("plan", "--id", cid, str(bundle_dir))
+    outcome(planned)
+    with open(bundle_dir / "err", "w+") as err:  # a file: the container's process holds it open
+        r = subprocess.run(rt.cmd("create", "--bundle", str(bundle_dir), cid), stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        created = subprocess.CompletedProcess(r.args, r.returncode, "", err.read())
+    host.assert_clean({cid})
+    outcome(created)
+    if planned.returncode:
+        assert message(created.stderr) == message(planned.stderr), (planned.stderr, created.stderr)
+    elif created.returncode:
+        error = message(created.stderr)
+        event(f"refused by the kernel: {error.split(':')[0]}")
+        assert error == NEEDS_CONSOLE or error.startswith(("unable to start container process: ", "write ")), error
+
+
+def message(stderr: str) -> str:
+    """The error of a one-line log entry (time="..." level=error msg="...")."""
+    line = stderr.strip()
+    return json.loads(line[line.index("msg=") + 4:]) if "msg=" in line else line
+
+
 @settings(max_examples=30 * SCALE, **SETTINGS)
 @given(text=st.binary(max_size=40) | st.sampled_from([b"{}", b"[]", b"null", b'{"ociVersion": "1.0.0"}', b"\xff",
                                                       b"[" * 100000, b'{"a": 1e999}', b'{"a": NaN}', b"1" * 5000]),

@@ -41,7 +41,7 @@ D, P, L, M, C = "test_diff_process.py", "test_diff_mounts.py", "test_diff_linux.
 #:                                 having `words`, where the refusal is of what the field needs)
 #:   ("ignored", {config patch}, why)   silently ignored today: an expected failure until fixed
 FIELDS: dict[str, tuple] = {
-    "ociVersion": ("test", "test_unit_spec.py::test_refused_versions"),
+    "ociVersion": ("test", "unit/test_config.py::test_refused_versions"),
     "root": ("test", f"{M}::root.readonly/true"),
     "root.path": ("test", f"{M}::root.path/absolute"),
     "root.readonly": ("test", f"{M}::root.readonly/false"),

@@ -419,7 +419,9 @@ def test_filter_placement_in_the_plan(rt, bundle, nnp):
     bundle.config["linux"]["seccomp"] = deny("mkdir")
     bundle.process["noNewPrivileges"] = nnp
     bundle.write()
-    lines = rt.ok("plan", str(bundle.path)).stdout.splitlines()
+    out = rt.ok("plan", str(bundle.path)).stdout
+    assert "keep the seccomp program" in out.split("pyrt-init, the container's first process:")[0]
+    lines = out.split("pyrt-init, the container's first process:")[1].splitlines()
     at = [i for i, line in enumerate(lines) if "seccomp" in line]
     assert len(at) == 1
     if nnp:

@@ -1,5 +1,6 @@
-"""config.json parsing without root or containers: what a valid config becomes, and that every
-invalid one is refused with a message naming the file and the field, never anything else."""
+"""The gate (config.py) without root or containers: what a valid config becomes (an immutable
+Spec), and that every invalid one is refused with a message naming the file and the field,
+never anything else."""
 
 from __future__ import annotations
 
@@ -8,18 +9,14 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import base_config
+from configs import base_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyrt import config as gate
 from pyrt import spec
 from pyrt.errors import PyrtError
-
-
-@pytest.fixture
-def bundle_dir(tmp_path: Path) -> Path:
-    (tmp_path / "rootfs").mkdir()
-    return tmp_path
+from pyrt.reader import ConfigError
 
 
 def config(**process) -> dict:
@@ -29,12 +26,12 @@ def config(**process) -> dict:
     return c
 
 
-def parse(c: dict, bundle: Path) -> spec.Spec:
-    return spec.parse(json.loads(json.dumps(c)), str(bundle))
+def parse(c: dict, bundle: Path, overrides: gate.Overrides | None = None) -> spec.Spec:
+    return gate.parse(json.loads(json.dumps(c)), str(bundle), overrides)
 
 
 def error(c: dict, bundle: Path) -> str:
-    with pytest.raises(spec.ConfigError) as e:
+    with pytest.raises(ConfigError) as e:
         parse(c, bundle)
     return str(e.value)
 
@@ -53,12 +50,13 @@ def test_a_valid_config(bundle_dir):
     assert s.root == str(bundle_dir / "rootfs") and s.root_readonly and s.bundle == str(bundle_dir)
     assert s.hostname == "pyrt-test" and s.annotations == {"a": "b"}
     p = s.process
-    assert (p.uid, p.gid, p.additional_gids, p.umask, p.oom_score_adj) == (5, 6, [7, 8], 0o27, -17)
-    assert p.args == ["true"] and p.cwd == "/" and p.no_new_privileges and not p.terminal
-    assert p.rlimits == [("RLIMIT_NOFILE", 1024, 1024)]
-    assert p.capabilities["bounding"] == ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
-    assert p.capabilities["inheritable"] == p.capabilities["ambient"] == []  # absent sets are empty
-    assert s.mounts[-1].destination == "/tmp/y" and s.mounts[-1].options == ["rbind"]
+    assert (p.uid, p.gid, p.additional_gids, p.umask, p.oom_score_adj) == (5, 6, (7, 8), 0o27, -17)
+    assert p.args == ("true",) and p.cwd == "/" and p.no_new_privileges and not p.terminal
+    assert p.rlimits == (("RLIMIT_NOFILE", 1024, 1024),)
+    assert p.capabilities["bounding"] == ("CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE")
+    assert p.capabilities["inheritable"] == p.capabilities["ambient"] == ()  # absent sets are empty
+    assert s.mounts[-1].destination == "/tmp/y" and s.mounts[-1].options == ("rbind",)
+    assert s.mounts[-1].opts.bind and s.mounts[0].opts.flags == 0  # mount options parsed at the gate
     assert [m.destination for m in s.mounts[:3]] == ["/proc", "/dev", "/dev/pts"]
     assert s.namespaces == {"pid": None, "network": None, "ipc": None, "uts": None, "mount": None,
                             "cgroup": "/proc/1/ns/cgroup"}
@@ -71,8 +69,15 @@ def test_a_valid_config(bundle_dir):
 
 
 def test_absolute_root_and_minimal_config(tmp_path):
-    s = spec.parse({"ociVersion": "1.0.0", "root": {"path": str(tmp_path)}}, "/elsewhere")
-    assert s.root == str(tmp_path) and s.process is None and s.mounts == [] and s.namespaces == {}
+    minimal = {"ociVersion": "1.0.0", "root": {"path": str(tmp_path)}, "process": {"args": ["sh"], "cwd": "/"},
+               "linux": {"namespaces": [{"type": "mount"}]}}
+    s = gate.parse(minimal, "/elsewhere")
+    assert s.root == str(tmp_path) and s.mounts == () and s.namespaces == {"mount": None}
+    assert s.network is None and s.seccomp is None and s.hooks == {} and s.annotations == {}
+    for missing, words in (("process", "config.json: process: is required to create a container"),
+                           ("linux", "config.json: linux.namespaces: pyrt needs a new mount namespace")):
+        with pytest.raises(ConfigError, match=words):
+            gate.parse({k: v for k, v in minimal.items() if k != missing}, "/elsewhere")
 
 
 @pytest.mark.parametrize("version", ["1.0.0", "1.0.2-dev", "1.1.0", "1.2.1", "1.3.0", "1.3.7+build", "1.0.0-rc5"])
@@ -219,14 +224,14 @@ def test_invalid_field_is_named(bundle_dir, field, value, words):
 
 def test_load_errors_name_the_file(tmp_path):
     path = tmp_path / "config.json"
-    with pytest.raises(spec.ConfigError, match="no such file or directory"):
-        spec.load(str(tmp_path))
+    with pytest.raises(ConfigError, match="no such file or directory"):
+        gate.load(str(tmp_path))
     for text, words in (("", "config.json is empty"), ("  \n", "config.json is empty"),
                         ('{"ociVersion": "1.0.0",', "invalid JSON"), (b"\xff\xfe{}", "invalid JSON"),
                         ("[]", "config.json: must be an object"), ("null", "config.json: must be an object")):
         path.write_bytes(text if isinstance(text, bytes) else text.encode())
-        with pytest.raises(spec.ConfigError) as e:
-            spec.load(str(tmp_path))
+        with pytest.raises(ConfigError) as e:
+            gate.load(str(tmp_path))
         assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 
@@ -234,12 +239,12 @@ def test_load_reads_a_large_config(bundle_dir):
     c = config()
     c["annotations"] = {f"k{i}": "v" * 100 for i in range(2000)}  # > 64 KiB, several reads
     (bundle_dir / "config.json").write_text(json.dumps(c))
-    assert len(spec.load(str(bundle_dir)).annotations) == 2000
+    assert len(gate.load(str(bundle_dir)).annotations) == 2000
 
 
 def test_process_json_errors_name_their_file():
-    with pytest.raises(spec.ConfigError, match=r"^process\.json: args: must be a non-empty array"):
-        spec.load_process({"args": [], "cwd": "/"}, "process.json")
+    with pytest.raises(ConfigError, match=r"^process\.json: args: must be a non-empty array"):
+        gate.load_process({"args": [], "cwd": "/"}, "process.json")
 
 
 # ----------------------------------------------------------------------------- property
@@ -269,8 +274,10 @@ PLACES = [p for p in paths(BASE) if p]
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(place=st.sampled_from(PLACES), value=JSON, extra_key=st.booleans())
 def test_any_json_anywhere_is_a_config_error_or_a_spec(bundle_dir, place, value, extra_key):
-    """Whatever JSON sits at whatever place of a valid config, parsing (and planning) either
-    succeeds or raises PyrtError: no TypeError, KeyError or traceback reaches the user."""
+    """Whatever JSON sits at whatever place of a valid config, the gate either refuses it with
+    one line naming the field or passes it; what it passes, the child's planner plans without
+    an error (nothing is left for it to refuse), and the parent's refuses only what this host
+    cannot do with linux.resources."""
     c = copy.deepcopy(BASE)
     obj = c
     for k in place[:-1]:
@@ -280,13 +287,137 @@ def test_any_json_anywhere_is_a_config_error_or_a_spec(bundle_dir, place, value,
     else:
         obj[place[-1]] = value
     try:
-        s = spec.parse(c, str(bundle_dir))
+        s = gate.parse(c, str(bundle_dir), gate.Overrides(relay=True))
     except PyrtError as e:
         assert str(e).startswith("config.json: ") and "\n" not in str(e)
         return
-    from pyrt import host, planner
+    from pyrt import cgroups, cgwrites, host, planner
 
+    layout = host.HostLayout(v2_controllers=frozenset(("cpu", "cpuset", "io", "memory", "pids", "hugetlb")))
+    planner.for_create(s, layout, planner.Options("prop", seccomp=0 if s.seccomp else None, console=True))
     try:
-        planner.for_create(s, host.HostLayout(), planner.Options("prop", console=True))
+        cgwrites.writes(s.resources, cgroups.Cgroup.for_spec(s.cgroups_path, "prop", host=layout),
+                        device_nodes=s.devices)
     except PyrtError as e:
-        assert "\n" not in str(e)
+        assert str(e).startswith("config.json: linux.resources") and "\n" not in str(e), str(e)
+
+
+# ----------------------------------------------------------------------------- checks across sections
+
+
+@pytest.mark.parametrize("key,namespaces,ok", [
+    ("net.ipv4.ip_forward", ("network",), True), ("net.core.somaxconn", ("ipc",), False),
+    ("kernel.shmmax", ("ipc",), True), ("fs.mqueue.queues_max", ("ipc",), True),
+    ("kernel.shmmax", ("network",), False), ("kernel.hostname", ("uts",), True),
+    ("kernel.domainname", (), False), ("vm.swappiness", ("network", "ipc", "uts"), False),
+    ("kernel.panic", ("network", "ipc", "uts"), False),
+])
+def test_only_namespaced_sysctls(bundle_dir, key, namespaces, ok):
+    """A sysctl of a namespace the container does not own would change the host's."""
+    c = config()
+    c["linux"]["namespaces"] = [{"type": t} for t in ("mount", *namespaces)]
+    c["linux"]["sysctl"] = {key: "1"}
+    c.pop("hostname")
+    if ok:
+        assert parse(c, bundle_dir).sysctl == {key: "1"}
+    else:
+        assert error(c, bundle_dir) == (f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
+                                        "(it would change the host)")
+
+
+@pytest.mark.parametrize("change,words", [
+    (lambda c: c["linux"]["namespaces"].append({"type": "user"}), 'the "user" namespace is not supported'),
+    (lambda c: c["linux"]["namespaces"].append({"type": "time"}), 'the "time" namespace is not supported'),
+    (lambda c: c["linux"]["namespaces"].remove({"type": "uts"}),
+     "config.json: hostname: unable to set hostname without a private UTS namespace"),
+    (lambda c: c.update(domainname="d") or c["linux"]["namespaces"].remove({"type": "uts"}),
+     "unable to set hostname without a private UTS namespace"),
+    (lambda c: c.pop("hostname") and c.update(domainname="d") or c["linux"]["namespaces"].remove({"type": "uts"}),
+     "config.json: domainname: unable to set domainname without a private UTS namespace"),
+    (lambda c: c["linux"]["namespaces"][3].update(path="/proc/1/ns/uts"),
+     "config.json: hostname: cannot set the hostname of a joined uts namespace"),
+    (lambda c: c["linux"]["namespaces"].remove({"type": "mount"}), "pyrt needs a new mount namespace"),
+    (lambda c: c["linux"]["namespaces"][4].update(path="/proc/1/ns/mnt"), "pyrt needs a new mount namespace"),
+    (lambda c: c["process"]["rlimits"].append({"type": "RLIMIT_CORE", "soft": 9, "hard": 5}),
+     "config.json: process.rlimits: RLIMIT_CORE: soft limit 9 is above the hard limit 5"),
+    (lambda c: c["mounts"].append({"destination": "/x", "type": "tmpfs", "options": ["remount"]}),
+     'config.json: mounts[7]: mount option "remount" is not allowed in config.json'),
+    (lambda c: c["mounts"].append({"destination": "/x", "type": "bind", "source": "/", "options": ["size=1m"]}),
+     'config.json: mounts[7]: unknown mount option "size=1m" for a bind mount'),
+    (lambda c: c["linux"].update(cgroupsPath="system.slice:pyrt:x"),
+     'config.json: linux.cgroupsPath: "system.slice:pyrt:x" is a systemd path; pyrt has no systemd cgroup driver'),
+    (lambda c: c["linux"].update(cgroupsPath="/a/../../b"),
+     'config.json: linux.cgroupsPath: "/a/../../b" must name a cgroup below the root'),
+    (lambda c: c["linux"].update(cgroupsPath="///"), 'config.json: linux.cgroupsPath: "///" must name a cgroup'),
+    (lambda c: c["linux"].update(resources={"memory": {"limit": "1G"}}),
+     "config.json: linux.resources.memory.limit: '1G' is not an integer"),
+    (lambda c: c["linux"].update(resources={"devices": [{"type": "c"}]}),
+     "config.json: linux.resources.devices[0].allow: is required"),
+    (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"}),
+     'config.json: linux.seccomp.defaultAction: unknown action "SCMP_ACT_NOPE"'),
+    (lambda c: c.update(annotations={"org.pyrt.ports": "80"}),
+     'config.json: annotations: org.pyrt.ports "80": want [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]'),
+    (lambda c: c.update(annotations={"org.pyrt.network": "host"}),
+     'config.json: annotations: org.pyrt.network "host": unknown network mode (use none or bridge)'),
+    (lambda c: c.update(annotations={"org.pyrt.network": "bridge"}) or c["linux"]["namespaces"].remove(
+        {"type": "network"}), "bridge networking needs a new network namespace"),
+])
+def test_refused_across_sections(bundle_dir, change, words):
+    """Checks that need more than one field, or more than config.json's own types, all at the gate."""
+    c = config()
+    change(c)
+    with pytest.raises(PyrtError) as e:
+        parse(c, bundle_dir)
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+def test_the_command_line_against_the_config(bundle_dir):
+    """--console-socket, --no-pivot and the terminal: refused at the gate, with runc's words."""
+    tty = config(terminal=True)
+    with pytest.raises(PyrtError, match=r"^process.terminal is true: a --console-socket is needed"):
+        parse(tty, bundle_dir)
+    assert parse(tty, bundle_dir, gate.Overrides(console_socket="/s")).process.terminal
+    assert parse(tty, bundle_dir, gate.Overrides(relay=True)).process.terminal  # `run` in the foreground
+    with pytest.raises(PyrtError, match="--console-socket: process.terminal is false"):
+        parse(config(), bundle_dir, gate.Overrides(console_socket="/s"))
+
+
+def test_network_flags_are_folded_into_the_annotations(bundle_dir):
+    """--network and -p end in the Spec's annotations (final: `state` shows them) and its request."""
+    c = config()
+    c["annotations"] = {"org.pyrt.ports": "1:2"}
+    s = parse(c, bundle_dir, gate.Overrides(network="bridge", publish=["8080:80", "127.0.0.1:53:53/udp"]))
+    assert s.annotations == {"org.pyrt.network": "bridge", "org.pyrt.ports": "8080:80/tcp,127.0.0.1:53:53/udp"}
+    assert [str(p) for p in s.network.ports] == ["8080:80/tcp", "127.0.0.1:53:53/udp"]
+    assert (s.network.bridge, s.network.subnet) == ("pyrt0", "10.77.0.0/16")
+    none = parse(c, bundle_dir, gate.Overrides(network="none"))
+    assert none.network is None and none.annotations == {"org.pyrt.network": "none"}
+    assert parse(config(), bundle_dir).network is None
+    c["annotations"]["org.opencontainers.image.exposedPorts"] = "80/tcp,53/udp"
+    assert [str(p) for p in parse(c, bundle_dir, gate.Overrides(publish_all=True)).network.ports] == [
+        "80:80/tcp", "53:53/udp"]
+
+
+def test_the_spec_cannot_change(bundle_dir):
+    """Nothing after the gate can change what it checked: attributes, arrays, objects."""
+    s = parse(config(), bundle_dir)
+    with pytest.raises(AttributeError):
+        s.hostname = "other"
+    with pytest.raises(AttributeError):
+        s.process.uid = 5
+    with pytest.raises(TypeError):
+        s.annotations["org.pyrt.network.address"] = "10.77.0.2"
+    with pytest.raises(TypeError):
+        s.namespaces.pop("mount")
+    assert isinstance(s.mounts, tuple) and isinstance(s.process.args, tuple) and isinstance(s.process.env, tuple)
+
+
+def test_process_json_reads_back_the_same_process(bundle_dir):
+    """exec keeps the container's process in state.json as config.json writes it: read back by
+    the same parser, it is the same Process."""
+    c = config(user={"uid": 5, "gid": 6, "additionalGids": [7], "umask": 0o27}, oomScoreAdj=-17, terminal=True,
+               consoleSize={"height": 5, "width": 9})
+    p = parse(c, bundle_dir, gate.Overrides(relay=True)).process
+    assert gate.load_process(json.loads(json.dumps(gate.process_json(p))), "state.json") == p
+    bare = gate.load_process({"args": ["sh"], "cwd": "/"}, "x")
+    assert gate.load_process(gate.process_json(bare), "x") == bare

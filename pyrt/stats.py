@@ -1,85 +1,13 @@
-"""`pyrt events`: a container's resource usage (runc's stats JSON) and OOM notifications.
-
-`events --stats ID` prints one `{"type":"stats","id":ID,"data":{...}}` object read from the
-container's cgroup files (v2, or the v1 hierarchies of a hybrid host); `events ID` streams one
-every --interval, plus `{"type":"oom","id":ID}` whenever the kernel's oom_kill count for the
-cgroup rises (polled every 100 ms), until the container stops.
-"""
+"""A container's resource usage as runc's stats JSON (libcontainer's types), read from its
+cgroup files (v2, or the v1 hierarchies of a hybrid host), and its OOM kill count: what
+`pyrt events` reports."""
 
 from __future__ import annotations
 
 import os
-import sys
-import time
-
-from pyrt.errors import PyrtError
 
 #: What runc reports for "no limit" (Go's math.MaxUint64).
 UNLIMITED = 2**64 - 1
-OOM_POLL = 0.1
-
-
-def main(g, opts: dict, args: list[str]) -> int:
-    from pyrt import jsonio, state
-
-    cid = args[0]
-    c = state.Container.load(g.root, cid, lock=False)
-    try:
-        if c.status() == "stopped":
-            raise PyrtError(f"container with id {cid} is not running")
-        cg = c.cgroup()
-    finally:
-        c.close()
-
-    def emit(event: dict) -> None:
-        sys.stdout.write(jsonio.dumps(event) + "\n")
-        sys.stdout.flush()
-
-    if opts["stats"]:
-        emit({"type": "stats", "id": cid, "data": stats(cg)})
-        return 0
-    interval = parse_duration(opts["interval"])
-    oom = oom_kills(cg)
-    due = time.monotonic()
-    while c.init_alive():
-        now = time.monotonic()
-        if now >= due:
-            emit({"type": "stats", "id": cid, "data": stats(cg)})
-            due = max(due + interval, now)
-        count = oom_kills(cg)
-        if count > oom:
-            emit({"type": "oom", "id": cid})
-        oom = count
-        time.sleep(max(0.0, min(OOM_POLL, due - time.monotonic())))
-    return 0
-
-
-_UNITS = (("ns", 1e-9), ("us", 1e-6), ("µs", 1e-6), ("ms", 1e-3), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration as runc's --interval takes it (5s, 100ms, 1m30s, 1.5s) -> seconds."""
-    rest, total = text.strip(), 0.0
-    if not rest:
-        raise PyrtError(f"events --interval: {text!r} is not a duration")
-    while rest:
-        i = 0
-        while i < len(rest) and (rest[i].isdigit() or rest[i] == "."):
-            i += 1
-        j = i
-        while j < len(rest) and not (rest[j].isdigit() or rest[j] == "."):
-            j += 1
-        unit = dict(_UNITS).get(rest[i:j])
-        try:
-            if unit is None:
-                raise ValueError
-            total += float(rest[:i]) * unit
-        except ValueError:
-            raise PyrtError(f"events --interval: {text!r} is not a duration (like 5s or 100ms)") from None
-        rest = rest[j:]
-    if total <= 0:
-        raise PyrtError("events --interval: must be positive")
-    return total
 
 
 # ----------------------------------------------------------------------------- reading files

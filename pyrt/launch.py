@@ -1,0 +1,285 @@
+"""Side effects start here: the one spawn sequence of `create` and `exec`.
+
+    create  the parent's steps of the plan, in order (parent_plan.py): state directory, seccomp
+            program, cgroup and limits, exec fifo, clone3 + pyrt-init ("go"), network, the
+            runtime's hooks, "ready", state.json. Whatever it makes outside the state directory
+            is journaled before it is made; on any failure (as after a kill) undoing the
+            journal leaves nothing behind.
+    exec    the container's init's pidfd, its cgroup, its seccomp program; clone3 + pyrt-init,
+            which joins the container and execs the process.
+
+Both open the fds the child's plan refers to (its slots) above the --preserve-fds range, spawn
+pyrt-init from a sealed memfd (spawn.py), close them once the child holds its copies, and say
+"go"; then they follow the sync protocol until "ready" (create) or the execve (exec).
+"""
+
+from __future__ import annotations
+
+import os
+
+from pyrt import journal, log, procfs, protocol, state
+from pyrt.errors import PyrtError
+from pyrt.spawn import Init, above
+
+
+class Slots:
+    """The fds a child's plan names, by slot name, above the preserved fds. Those opened here
+    are closed once the child holds its copies (or on failure)."""
+
+    def __init__(self, floor: int) -> None:
+        self.floor, self.fds, self.owned = floor, {}, []
+
+    def add(self, name: str, fd: int) -> int:
+        """An fd opened for the plan: moved above the floor, closed by close()."""
+        self.fds[name] = fd = above(fd, self.floor)
+        self.owned.append(fd)
+        return fd
+
+    def lend(self, name: str, fd: int) -> int:
+        """Someone else's fd for the plan (`run`'s console socket): theirs to close."""
+        self.fds[name] = fd
+        return fd
+
+    def close(self) -> None:
+        for fd in self.owned:
+            os.close(fd)
+        self.owned = []
+
+
+def start(plan, slots: Slots, clone_flags: int, cg, before_go=None) -> Init:
+    """clone3 pyrt-init into `cg` (new namespaces: `clone_flags`) on the child's steps of `plan`,
+    its fd slots resolved by `slots`; `before_go(init)` (create journals the init there), then
+    close the slots and "go"."""
+    cgroup_fd = cg.open_dir()
+    try:
+        init = Init.spawn(plan, slots.fds, clone_flags, cgroup_fd, slots.floor, cg.dir)
+    finally:
+        os.close(cgroup_fd)
+    try:
+        if before_go:
+            before_go(init)
+        slots.close()
+        init.go()
+    except BaseException:
+        init.kill()
+        raise
+    return init
+
+
+# ----------------------------------------------------------------------------- create
+
+
+class CreateOptions:
+    """The command line's choices for create and run (their checks are the gate's: config.py)."""
+
+    def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False) -> None:
+        self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
+        self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
+
+
+def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
+    """Execute the parent's steps of `plan` (commands.common.prepare) for a validated `spec`:
+    the container is set up and its init parked on the exec fifo. Returns the Init (our child) so
+    `run` can go on. `console_fd` is a console socket `run` made itself; otherwise
+    --console-socket is connected here."""
+    c = _Create(root, container_id, spec, plan, opts, console_fd)
+    try:
+        from pyrt import namespaces
+
+        for slot, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
+            c.slots.add(slot, fd)
+        for action in plan.parent:
+            getattr(c, action.name.replace("-", "_"))(*action.values)
+        return c.init
+    except BaseException:
+        c.fail()
+        raise
+    finally:
+        c.close()
+
+
+class _Create:
+    """One create while it runs: each method is a parent step of parent_plan.py."""
+
+    def __init__(self, root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int) -> None:
+        self.root, self.id, self.spec, self.opts, self.console_fd = root, container_id, spec, opts, console_fd
+        self.plan = plan
+        self.slots = Slots(3 + opts.preserve_fds)
+        self.c: state.Container | None = None
+        self.cg = self.init = None
+        self.seccomp_flags: int | None = None
+        self.netns = -1
+        self.annotations = dict(spec.annotations)
+
+    def state_dir(self, path: str) -> None:
+        self.c = state.Container.new(self.root, self.id)
+
+    def seccomp(self, code: bytes) -> None:
+        from pyrt import seccomp
+
+        self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor))
+        self.seccomp_flags = self.spec.seccomp.flags
+
+    def cgroup(self, cg) -> None:
+        self.cg = cg
+        cg.make(self.c.dir_fd)
+
+    def limit(self, write) -> None:
+        self.cg.limit([write])
+
+    def fifo(self, path: str) -> None:
+        try:
+            os.mkfifo(path, 0o600)
+            self.slots.add("fifo", os.open(path, os.O_RDWR | os.O_CLOEXEC))
+        except OSError as e:
+            raise PyrtError(f"create {path}: {os.strerror(e.errno).lower()}") from None
+
+    def spawn(self, clone_flags: int) -> None:
+        spec, slots = self.spec, self.slots
+        if spec.process.terminal and self.console_fd >= 0:  # `run` made its own
+            slots.lend("console", self.console_fd)
+        elif spec.process.terminal:
+            slots.add("console", connect(self.opts.console_socket))
+        for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
+            slots.add(slot, fd)
+        self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init)
+
+    def _journal_init(self, init: Init) -> None:
+        # journaled before "go": killed before this line, the init reads end-of-file and exits
+        journal.record(self.c.dir_fd, "process", pid=init.pid, start=procfs.start_time(init.pid))
+        if self.spec.network:  # the new network namespace exists since clone3: held, even if pyrt-init fails
+            self.netns = os.open(f"/proc/{init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    def network(self, request) -> None:
+        """Set up while pyrt-init works on its plan."""
+        from pyrt import network
+
+        journal.record(self.c.dir_fd, "network", root=os.path.abspath(self.root), id=self.id)
+        netns, self.netns = self.netns, -1
+        self.annotations.update(network.setup(self.root, self.id, netns, request))
+
+    def hooks(self, kinds: list[str]) -> None:
+        from pyrt import hooks
+
+        hooks.at_sync(self.spec, self.id, self.init, self.annotations)
+
+    def ready(self) -> None:
+        self.init.wait(protocol.READY)
+
+    def record(self, pid_file: bool) -> None:
+        from pyrt import config, hooks
+
+        spec, init = self.spec, self.init
+        self.c.record = state.Record(
+            spec.oci_version, self.id, init.pid, spec.bundle, spec.root, log.rfc3339(nanos=True), self.annotations,
+            procfs.start_time(init.pid), self.cg.to_state(), hooks.to_record(spec.hooks),
+            config.process_json(spec.process), sorted(spec.namespaces), self.opts.no_new_keyring, spec.personality,
+            self.seccomp_flags, memory_policy=spec.memory_policy)
+        self.c.save()
+        if pid_file:
+            write_pid_file(self.opts.pid_file, init.pid, self.c.dir_fd)
+
+    def fail(self) -> None:
+        """Undo what was made (the journal), after a failure or an interrupt."""
+        self.slots.close()
+        if self.netns >= 0:
+            os.close(self.netns)
+        if self.init is not None:
+            self.init.kill()
+        if self.c is None:
+            return
+        try:
+            journal.undo(self.c.dir_fd)
+            undone = True
+        except PyrtError:
+            undone = False  # what could not be undone stays journaled: `delete --force` tries again
+        if self.init is not None:
+            from pyrt import hooks
+
+            spec = self.spec
+            st = hooks.state(spec.oci_version, self.id, "stopped", 0, spec.bundle, self.annotations)
+            hooks.run("poststop", spec.hooks.get("poststop", []), st, must_succeed=False)
+        if undone:
+            self.c.remove()
+
+    def close(self) -> None:
+        if self.c is not None:
+            self.c.close()
+
+
+def connect(path: str) -> int:
+    """A connection to a console socket (runc's protocol: the pty master is sent over it)."""
+    import socket
+
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(path)
+    except OSError as e:
+        s.close()
+        raise PyrtError(f"connect to console socket {path}: {os.strerror(e.errno).lower()}") from None
+    return s.detach()
+
+
+def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
+    """runc writes the bare digits, atomically (conmon and the shims read it). `create`
+    journals the temporary file first (a kill could leave it beside the pid file)."""
+    from pyrt import jsonio
+
+    path = os.path.abspath(path)
+    if state_dir_fd >= 0:
+        journal.record(state_dir_fd, "file", path=jsonio.temp_name(path))
+    try:
+        jsonio.write_atomic(path, str(pid).encode(), 0o644)
+    except OSError as e:
+        raise PyrtError(f"write pid file {path}: {os.strerror(e.errno).lower()}") from None
+
+
+# ----------------------------------------------------------------------------- exec
+
+
+def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
+    """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+    from pyrt import planner
+    from pyrt.cgroups import Cgroup
+    from pyrt.host import HostLayout
+
+    record, slots = c.record, Slots(3 + preserve_fds)
+    init = None
+    try:
+        try:
+            slots.add("pidfd", os.pidfd_open(record.pid))
+        except ProcessLookupError:
+            raise PyrtError("cannot exec in a stopped container") from None
+        if not c.init_alive():  # the pid was recycled since status()
+            raise PyrtError("cannot exec in a stopped container")
+        if console_socket:
+            slots.add("console", connect(console_socket))
+        elif console_fd >= 0:
+            slots.lend("console", console_fd)
+        seccomp = None
+        if record.seccomp_flags is not None:
+            from pyrt import seccomp as seccomp_mod
+
+            fd = seccomp_mod.for_exec(c.dir_fd)
+            if fd is not None:
+                seccomp = slots.add("seccomp", fd)
+        cg = Cgroup.from_state(record.cgroup)
+        if not os.path.isdir(cg.dir):
+            raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
+        for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
+            slots.add(slot, fd)
+        plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
+                                    seccomp=record.seccomp_flags if seccomp is not None else None,
+                                    console="console" in slots.fds)
+        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
+                                record.memory_policy)
+        init = start(plan, slots, 0, cg)
+        init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        return init
+    except BaseException:
+        slots.close()
+        if init is not None:
+            init.kill()
+        raise
