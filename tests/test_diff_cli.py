@@ -208,8 +208,9 @@ ROWS = [
     *(row(f"kill/{sig}", running(f"kill-{sig}", "kill", "ID", sig), "host.rc", "host.err", "rc")
       for sig in ("KILL", "SIGKILL", "9", "TERM", "SIGUSR1", "sigkill", "kill")),
     row("kill/default-TERM", running("kill-default", "kill", "ID"), "host.rc", "rc"),
-    row("kill/0", running("kill-0", "kill", "ID", "0"), "host.rc", "host.err",
-        differs="kill with signal 0 is refused; runc 1.5 checks the process exists (exit 0)"),
+    row("kill/0", running("kill-0", "kill", "ID", "0"), "host.rc", "host.err"),
+    row("kill/0-stopped", stopped("kill-0-stopped", "kill", "ID", "0"), "host.rc", "host.err"),
+    row("kill/--all-0", running("kill-all-0", "kill", "--all", "ID", "0"), "host.rc", "host.err"),
     row("kill/unknown-signal", running("kill-bad", "kill", "ID", "SIGNOPE"), "host.rc", "host.err"),
     row("kill/created", created("kill-created", "kill", "ID", "KILL"), "host.rc", "host.err"),
     row("kill/stopped", stopped("kill-stopped", "kill", "ID", "KILL"), "host.rc", "host.err"),
@@ -383,8 +384,6 @@ def test_run_with_a_terminal_passes_newlines_unchanged(differ, tmp_path):
     assert out["pyrt"] == out["runc"] == (0, b"a\nb\n"), out
 
 
-@pytest.mark.xfail(strict=True, reason="pyrt differs: list on a missing --root prints an empty table (as runc 1.1 "
-                                       "did); runc 1.5 fails: open ROOT: no such file or directory")
 def test_list_with_a_missing_root(differ, tmp_path):
     """`list` when --root does not exist (yet): what a fresh host shows."""
     from conftest import BINARY
