@@ -1,6 +1,6 @@
 """`pyrt run ID` (bundle from --bundle or the current directory), or `pyrt run BUNDLE_DIR`:
 create + start, then in the foreground wait (forwarding signals, relaying a terminal) and
-delete. Exits with the container's status (128+N if killed by signal N)."""
+delete (unless --keep). Exits with the container's status (128+N if killed by signal N)."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ def main(g, opts: dict, args: list[str]) -> int:
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
     options = common.create_options(opts, bundle)
     spec = config.load(bundle, common.overrides(opts, relay=not opts["detach"]))
-    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options), opts["detach"])
+    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options), opts["detach"],
+               opts["keep"])
     if generated and opts["detach"]:
         sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
 
 
-def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
+def run(root: str, container_id: str, opts, spec, plan, detach: bool, keep: bool = False) -> int:
+    """With `keep` (runc's --keep) the stopped container stays, for `state`, until `delete`."""
     from pyrt import launch
     from pyrt.commands.delete import delete
     from pyrt.commands.start import start
@@ -61,7 +63,7 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
         init.close()
         status = forward.wait_exit(init.pid, relay)
     except BaseException:
-        if not detach:
+        if not detach and not keep:
             delete(root, container_id, force=True)
         raise
     finally:
@@ -69,5 +71,6 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
             relay.close()
         if forward:
             forward.restore()
-    delete(root, container_id, force=True)
+    if not keep:
+        delete(root, container_id, force=True)
     return status
