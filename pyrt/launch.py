@@ -240,7 +240,8 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 
 def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid)."""
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid). The
+    container's lock `c` holds is released once pyrt-init is in the cgroup."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
@@ -276,6 +277,9 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
                                 record.memory_policy)
         init = start(plan, slots, 0, cg)
+        # the process is in the container's cgroup: from here a delete takes it along with the
+        # rest, and pause/resume must not wait for it (a paused container's exec waits for resume)
+        c.close()
         init.wait(b"")  # end-of-file: the execve happened (an error raises)
         return init
     except BaseException:

@@ -177,6 +177,9 @@ class Container:
 
     def close(self) -> None:
         if self.dir_fd >= 0:
+            # unlocked explicitly: a child cloned meanwhile may hold a copy of the fd until its
+            # execve closes it (or for long: exec's pyrt-init cloned into a frozen cgroup)
+            fcntl.flock(self.dir_fd, fcntl.LOCK_UN)
             os.close(self.dir_fd)
             self.dir_fd = -1
 

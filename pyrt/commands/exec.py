@@ -30,7 +30,7 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
 
     _check_flags(opts)
     relay = forward = init = None
-    c = Container.load(root, container_id)  # held until the process runs: no delete meanwhile
+    c = Container.load(root, container_id)  # held until the process is in the cgroup: no delete meanwhile
     try:
         c.status().require("exec --ignore-paused" if opts["ignore-paused"] else "exec")
         if c.record.process is None:
