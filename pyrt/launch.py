@@ -238,7 +238,8 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 # ----------------------------------------------------------------------------- exec
 
 
-def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int) -> Init:
+def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
+                 cgroup_subs: dict[str, str] | None = None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
     exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid). The
     container's lock `c` holds is released once pyrt-init is in the cgroup."""
@@ -269,14 +270,19 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
         cg = Cgroup.from_state(record.cgroup)
         if not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
-        for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
+        for slot, fd in cg.open_v1_tasks(cgroup_subs).items():  # pyrt-init joins them itself
             slots.add(slot, fd)
+        target = cg
+        if cgroup_subs and cgroup_subs.get(""):  # exec --cgroup: an existing cgroup below the container's
+            target = cg.sub(cgroup_subs[""])
+            if not os.path.isdir(target.dir):
+                raise PyrtError(f"--cgroup {cgroup_subs['']}: {target.dir}: no such cgroup")
         plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
                                     seccomp=record.seccomp_flags if seccomp is not None else None,
                                     console="console" in slots.fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
                                 record.memory_policy)
-        init = start(plan, slots, 0, cg)
+        init = start(plan, slots, 0, target)
         # the process is in the container's cgroup: from here a delete takes it along with the
         # rest, and pause/resume must not wait for it (a paused container's exec waits for resume)
         c.close()

@@ -266,8 +266,7 @@ ROWS = [
     row("exec/--cgroup-missing", running("exec-cgroup-missing", "exec", "--cgroup", "sub", "ID", "true"), "host.rc",
         "host.err"),
     row("exec/--cgroup", Scenario("exec-cgroup", edit(lambda c: c["process"].update(args=["sleep", "30"])),
-                                  running=exec_in_sub_cgroup), "host.rc", "host.out",
-        differs="exec --cgroup is refused; runc 1.5 runs the process in that (existing) sub-cgroup"),
+                                  running=exec_in_sub_cgroup), "host.rc", "host.out"),
     row("exec/--ignore-paused-then-resume", Scenario("exec-paused", edit(lambda c: c["process"].update(
         args=["sleep", "30"])), running=exec_while_paused), "host.exec", "host.resume"),
     row("exec/paused-without---ignore-paused", cli("exec-paused-no", "paused", ("exec", "ID", "true")),

@@ -49,7 +49,8 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
                 from pyrt.terminal import Relay
 
                 relay = Relay(3 + opts["preserve-fds"])
-        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1)
+        init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
+                                   cgroup_subs(opts["cgroup"]))
         if relay:
             relay.receive()
         if opts["pid-file"]:
@@ -84,10 +85,26 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
     if opts["apparmor"]:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
-    if opts["cgroup"]:
-        raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
+    cgroup_subs(opts["cgroup"])
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+
+
+def cgroup_subs(values: list[str]) -> dict[str, str]:
+    """runc's `--cgroup PATH` (every hierarchy) or `--cgroup CONTROLLER[,CONTROLLER]:PATH`:
+    controller ("" for every one) -> PATH, a cgroup that exists below the container's."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        names, _, path = value.rpartition(":")
+        parts = path.split("/")
+        if not path or path.startswith("/") or ".." in parts or "." in parts or "" in parts:
+            raise PyrtError(f'--cgroup "{value}": the path must name a cgroup below the container\'s (relative, '
+                            'without "." or "..")')
+        for name in names.split(",") if names else [""]:
+            if name in out or (names and not name):
+                raise PyrtError(f'--cgroup "{value}": {"a controller is given twice" if name else "empty controller"}')
+            out[name] = path
+    return out
 
 
 def _process(opts: dict, argv: list[str], base: dict):
