@@ -25,12 +25,23 @@ RECORDS = Path("/run/pyrt-network")  # pyrt's host-wide record of its bridges an
 FORWARDING = Path("/proc/sys/net/ipv4/ip_forward")
 
 
+def free_prefix() -> str:
+    """A random 10.213.N that no host address or route uses now (another test, or another suite
+    running beside this one, may hold one; pyrt rightly refuses a subnet overlapping the host's)."""
+    used = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"], capture_output=True,
+                          text=True, check=True).stdout
+    while True:
+        prefix = f"10.213.{random.randrange(1, 255)}"
+        if f"{prefix}." not in used:
+            return prefix
+
+
 class Net:
     """The test's own bridge and /24 (or smaller) subnet, written into a bundle's annotations."""
 
     def __init__(self, prefixlen: int = 24) -> None:
         self.bridge = "pt" + uuid.uuid4().hex[:8]
-        self.prefix = f"10.213.{random.randrange(1, 255)}"
+        self.prefix = free_prefix()
         self.subnet = f"{self.prefix}.0/{prefixlen}"
         self.gateway = f"{self.prefix}.1"
 

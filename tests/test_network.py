@@ -29,6 +29,7 @@ from netutil import (
     Net,
     address,
     free_port,
+    free_prefix,
     fresh_forwarding,
     get_in,
     http_get,
@@ -390,7 +391,7 @@ def test_sigkill_at_random_instants_of_networked_creates(rt, bundle):
 def outside(tmp_path):
     """Another host, as a network namespace behind a veth pair of the test's own /30: yields
     (get_in there, the host's address facing it)."""
-    prefix = f"10.213.{random.randrange(1, 255)}"
+    prefix = free_prefix()
     holder = subprocess.Popen(["unshare", "--net", "sleep", "300"])
     host_end = "po" + uuid.uuid4().hex[:8]
     try:
