@@ -10,23 +10,26 @@ in pyrt/kernel.py.
 from __future__ import annotations
 
 from pyrt.kernel import IOPRIO_CLASSES, MPOL_FLAGS, MPOL_MODES, POLICIES, SCHED_FLAGS
+from pyrt.spec import Frozen
 from pyrt.steps import Step
 
 #: The kernel's largest configurable counts (NR_CPUS, MAX_NUMNODES): a list naming more is a typo.
 MAX_CPUS, MAX_NODES = 8192, 1024
 
 
-class Scheduler:
+class Scheduler(Frozen):
+    """process.scheduler as sched_setattr(2) takes it (policy and flags as numbers)."""
+
     __slots__ = ("policy", "nice", "priority", "flags", "runtime", "deadline", "period")
 
     def __init__(self, policy: int, nice: int, priority: int, flags: int, runtime: int, deadline: int,
                  period: int) -> None:
-        self.policy, self.nice, self.priority, self.flags = policy, nice, priority, flags
-        self.runtime, self.deadline, self.period = runtime, deadline, period
+        self._init(policy=policy, nice=nice, priority=priority, flags=flags, runtime=runtime, deadline=deadline,
+                   period=period)
 
 
-def cpu_list(text: str, top: int) -> list[int] | None:
-    """ "0-3,7" -> [0, 1, 2, 3, 7] (the kernel's list format, cpuset.cpus'); None if malformed or
+def cpu_list(text: str, top: int) -> tuple[int, ...] | None:
+    """ "0-3,7" -> (0, 1, 2, 3, 7) (the kernel's list format, cpuset.cpus'); None if malformed or
     a number is `top` or more."""
     out: set[int] = set()
     for part in text.split(","):
@@ -37,7 +40,7 @@ def cpu_list(text: str, top: int) -> list[int] | None:
         if a > b or b >= top:
             return None
         out.update(range(a, b + 1))
-    return sorted(out)
+    return tuple(sorted(out))
 
 
 def scheduler(r) -> Scheduler | None:
@@ -80,10 +83,10 @@ def io_priority(r) -> int | None:
     return IOPRIO_CLASSES[name] << 13 | level
 
 
-def cpu_affinity(r) -> tuple[list[int] | None, list[int] | None]:
+def cpu_affinity(r) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
     """process.execCPUAffinity: (initial, final) CPU lists, None where not given."""
     aff = r.child("execCPUAffinity")
-    out: list[list[int] | None] = [None, None]
+    out: list[tuple[int, ...] | None] = [None, None]
     for i, key in enumerate(("initial", "final")):
         text = aff.get(key, str, "") if aff else ""
         if text:
@@ -93,7 +96,7 @@ def cpu_affinity(r) -> tuple[list[int] | None, list[int] | None]:
     return out[0], out[1]
 
 
-def memory_policy(r) -> tuple[int, int, list[int]] | None:
+def memory_policy(r) -> tuple[int, int, tuple[int, ...]] | None:
     """linux.memoryPolicy: (mode, flags, nodes), as runc 1.5 validates it (an empty object too:
     it has no mode)."""
     mp = r.child("memoryPolicy")
@@ -108,7 +111,7 @@ def memory_policy(r) -> tuple[int, int, list[int]] | None:
             mp.fail(f'invalid memory policy flag "{f}"', "flags")
         flags |= MPOL_FLAGS[f]
     text = mp.get("nodes", str, "")
-    nodes = cpu_list(text, MAX_NODES) if text else []
+    nodes = cpu_list(text, MAX_NODES) if text else ()
     if nodes is None:
         mp.fail(f'invalid node list "{text}" (e.g. "0-1,3", nodes below {MAX_NODES})', "nodes")
     if name in ("MPOL_DEFAULT", "MPOL_LOCAL") and nodes:
@@ -123,12 +126,12 @@ def memory_policy(r) -> tuple[int, int, list[int]] | None:
 # ----------------------------------------------------------------------------- steps
 
 
-def initial_steps(proc, mempolicy: tuple[int, int, list[int]] | None, execing: bool) -> list[Step]:
+def initial_steps(proc, mempolicy: tuple | list | None, execing: bool) -> list[Step]:
     """First thing in the child, once in its cgroups: the CPUs it may run on (for `exec`,
     execCPUAffinity's initial; else every CPU its cgroup allows: as runc, a container does not
     inherit the affinity of whoever ran pyrt, e.g. `taskset -c 0 pyrt run`), its memory policy,
     its scheduling and I/O priority (while pyrt-init still has every capability, as runc)."""
-    steps = [Step("cpu-affinity", (execing and proc.cpu_affinity[0]) or [])]
+    steps = [Step("cpu-affinity", (execing and proc.cpu_affinity[0]) or ())]
     if mempolicy is not None:
         steps.append(Step("mempolicy", *mempolicy))
     if proc.scheduler is not None:

@@ -73,7 +73,9 @@ class Hook(Frozen):
 class Process(Frozen):
     """process (or exec's process.json). `capabilities`: set name ("bounding", ...) -> names
     (an absent set is empty); `rlimits`: (name, soft, hard), soft never above hard;
-    `console_size`: (rows, columns)."""
+    `console_size`: (rows, columns); `scheduler` (sched.Scheduler), `io_priority`, `cpu_affinity`
+    (execCPUAffinity's initial and final CPUs): pyrt.sched's reading, `sched_json` those fields
+    as given (exec takes them from the container's process)."""
 
     __slots__ = ("terminal", "console_size", "args", "env", "cwd", "uid", "gid", "umask", "additional_gids",
                  "capabilities", "rlimits", "no_new_privileges", "oom_score_adj", "scheduler", "io_priority",
