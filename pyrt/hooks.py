@@ -67,7 +67,8 @@ def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
 def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
     from pyrt.steps import Step
 
-    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args)) for h in hooks.get(kind, [])]
+    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args), i)
+            for i, h in enumerate(hooks.get(kind, []))]
 
 
 # ----------------------------------------------------------------------------- the runtime's part
@@ -143,16 +144,17 @@ def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True, cwd: 
     """Run hooks in order, in the runtime's namespaces (in `cwd`), the state JSON on stdin. With
     `must_succeed` the first failure raises; otherwise each failure is a warning."""
     data = jsonio.dumps(st).encode()
-    for h in hooks:
+    for i, h in enumerate(hooks):
         try:
-            _run_one(kind, h, data, cwd)
+            _run_one(f"error running {kind} hook #{i}", h, data, cwd)
         except PyrtError as e:
             if must_succeed:
                 raise
             log.warning(str(e))
 
 
-def _run_one(kind: str, h: Hook, data: bytes, cwd: str | None) -> None:
+def _run_one(what: str, h: Hook, data: bytes, cwd: str | None) -> None:
+    """Run one hook; its failure in runc's words, `what` first ("error running KIND hook #N")."""
     import signal
     import subprocess
 
@@ -161,15 +163,15 @@ def _run_one(kind: str, h: Hook, data: bytes, cwd: str | None) -> None:
         p = subprocess.Popen(h.args or [h.path], executable=h.path, env=env, stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     except OSError as e:
-        raise PyrtError(f"{kind} hook {h.path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"{what}: {h.path}: {os.strerror(e.errno).lower()}") from None
     try:
         out, _ = p.communicate(data, timeout=h.timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         p.stdout.close()
-        raise PyrtError(f"{kind} hook {h.path}: killed after its timeout of {h.timeout} s") from None
+        raise PyrtError(f"{what}: hook ran past specified timeout of {h.timeout:.1f}s") from None
     if p.returncode:
         how = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
         text = " ".join(out[:512].decode(errors="replace").split())
-        raise PyrtError(f"{kind} hook {h.path}: {how}" + (f": {text}" if text else ""))
+        raise PyrtError(f"{what}: {h.path}: {how}" + (f", output: {text}" if text else ""))

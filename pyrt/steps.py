@@ -329,7 +329,7 @@ TYPES = {t.name: t for t in (
              "socket {socket}"),
     StepType("lo-up", "", "bring up lo in the new network namespace"),
     StepType("hook-sync", "", "stop for the runtime's prestart and createRuntime hooks; receive the state for ours"),
-    StepType("hook", "kind:s timeout:u path:s env:S args:S", _hook),
+    StepType("hook", "kind:s timeout:u path:s env:S args:S index:u", _hook),
     StepType("sysctl", "path:s value:s", "write {value} to {path}"),
     StepType("readonly", "path:s", "make {path} read-only"),
     StepType("mask", "path:s", "mask {path} (the container's /dev/null or an empty read-only tmpfs)"),

@@ -124,12 +124,8 @@ HOOK_DIFFERS = {
                       "container (1)",
     "poststop": "the state a poststop hook reads has a pid; runc 1.5 omits pid for a stopped container",
 }
-HOOK_WORDS = ('a failing hook: "KIND hook PATH: exit status N: OUTPUT"; runc 1.5: "error running KIND hook #I: exit '
-              'status N, stdout: ..., stderr: ..." (scripts match "error running KIND hook")')
-
 
 FAILING_DIFFERS = {
-    **{k: HOOK_WORDS for k in ("prestart", "createRuntime", "createContainer")},
     "poststart": "a failing poststart hook is only logged; runc 1.5 fails start (error running poststart hook #0) "
                  "and kills the process",
     "startContainer": "a failing startContainer hook fails start, and delete --force then leaves the container's init "
@@ -278,13 +274,9 @@ ROWS = [
           differs=FAILING_DIFFERS.get(kind)) for kind in HOOKS),
     row("hooks/timeout", Scenario("hook-timeout", edit(lambda c: c.update(hooks={"createRuntime": [
         {"path": "/bin/sh", "args": ["sh", "-c", "sleep 5"], "timeout": 1}]}))), "error",
-        "words:error running createRuntime hook #0: hook ran past specified timeout of 1.0s",
-        differs='a hook past its timeout: "KIND hook PATH: killed after its timeout of N s"; runc 1.5: "error running '
-                'KIND hook #N: hook ran past specified timeout of N.0s"'),
+        "words:error running createRuntime hook #0: hook ran past specified timeout of 1.0s"),
     row("hooks/missing-path", Scenario("hook-missing", edit(lambda c: c.update(hooks={"prestart": [
-        {"path": "/nosuch"}]}))), "error", "words:error running prestart hook #0",
-        differs='a missing hook: "KIND hook PATH: no such file or directory"; runc 1.5: "error running KIND hook #N: '
-                'fork/exec PATH: no such file or directory"'),
+        {"path": "/nosuch"}]}))), "error", "words:error running prestart hook #0"),
 ]
 
 

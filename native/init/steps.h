@@ -146,7 +146,7 @@ static const struct step_type {
 	[STEP_PTY] = { "pty", "fuu", { "socket", "rows", "cols" } },
 	[STEP_LO_UP] = { "lo-up", "", { 0 } },
 	[STEP_HOOK_SYNC] = { "hook-sync", "", { 0 } },
-	[STEP_HOOK] = { "hook", "susSS", { "kind", "timeout", "path", "env", "args" } },
+	[STEP_HOOK] = { "hook", "susSSu", { "kind", "timeout", "path", "env", "args", "index" } },
 	[STEP_SYSCTL] = { "sysctl", "ss", { "path", "value" } },
 	[STEP_READONLY] = { "readonly", "s", { "path" } },
 	[STEP_MASK] = { "mask", "s", { "path" } },
