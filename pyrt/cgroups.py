@@ -252,15 +252,24 @@ class Cgroup:
         """An fd of the cgroup2 directory, for clone3(CLONE_INTO_CGROUP)."""
         return os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def open_v1_tasks(self) -> dict[str, int]:
+    def sub(self, path: str) -> Cgroup:
+        """The cgroup `path` (relative, checked: exec --cgroup) below the container's."""
+        return Cgroup(self.root, os.path.join(self.path, path), self.v1, self.owner, self.own_pidns)
+
+    def open_v1_tasks(self, subs: dict[str, str] | None = None) -> dict[str, int]:
         """Write-only fds of the `tasks` file of each v1 hierarchy (hybrid hosts; none on v2), by
-        fd slot (host.v1_slots). pyrt-init writes "0" into them first thing (step join-cgroups):
-        a thread moving itself skips the kernel's global threadgroup lock and the RCU grace
-        period behind it, ~10 ms each time a parent writes a pid into cgroup.procs instead."""
+        fd slot (host.v1_slots); with `subs` (controller, or "" for any, -> a relative path) of
+        a sub-cgroup of the container's (exec --cgroup). pyrt-init writes "0" into them first
+        thing (step join-cgroups): a thread moving itself skips the kernel's global threadgroup
+        lock and the RCU grace period behind it, ~10 ms each time a parent writes a pid into
+        cgroup.procs instead."""
         fds: dict[str, int] = {}
+        subs = subs or {}
         try:
             for slot, base in v1_slots(self.v1).items():
-                d = os.path.join(base, self.path)
+                names = [c for c, mount_point in self.v1.items() if mount_point == base]
+                sub = next((subs[c] for c in names if c in subs), subs.get("", ""))
+                d = os.path.join(base, self.path, sub)
                 fds[slot] = os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
             for fd in fds.values():

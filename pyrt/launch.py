@@ -207,7 +207,7 @@ class _Create:
             spec.oci_version, self.id, init.pid, spec.bundle, spec.root, log.rfc3339(nanos=True), self.annotations,
             procfs.start_time(init.pid), self.cg.to_state(), hooks.to_record(spec.hooks),
             config.process_json(spec.process), sorted(spec.namespaces), self.opts.no_new_keyring, spec.personality,
-            self.seccomp_flags)
+            self.seccomp_flags, memory_policy=spec.memory_policy)
         self.c.save()
         if pid_file:
             write_pid_file(self.opts.pid_file, init.pid, self.c.dir_fd)
@@ -271,10 +271,11 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 
 
 def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
-                 trace=None) -> Init:
+                 trace=None, cgroup_subs: dict[str, str] | None = None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid).
-    `trace`: --trace's trace.Tracer, or None."""
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid). The
+    container's lock `c` holds is released once pyrt-init is in the cgroup. `trace`: --trace's
+    trace.Tracer, or None; `cgroup_subs`: exec --cgroup's sub-cgroups."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
@@ -307,22 +308,35 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             cg = Cgroup.from_state(record.cgroup)
         if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
-        for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
+        if cgroup_subs and record.cgroup.get("none"):
+            raise PyrtError("--cgroup: the container has no cgroup")
+        for slot, fd in cg.open_v1_tasks(cgroup_subs).items():  # pyrt-init joins them itself
             slots.add(slot, fd)
+        target = cg
+        if cgroup_subs and cgroup_subs.get(""):  # exec --cgroup: an existing cgroup below the container's
+            target = cg.sub(cgroup_subs[""])
+            if not os.path.isdir(target.dir):
+                raise PyrtError(f"--cgroup {cgroup_subs['']}: {target.dir}: no such cgroup")
         plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring,
                                     trace=log.debugging() or trace is not None,
                                     seccomp=record.seccomp_flags if seccomp is not None else None,
                                     console="console" in slots.fds)
-        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
+        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
+                                record.memory_policy)
         if trace is None:
-            init = start(plan, slots, 0, cg)
+            init = start(plan, slots, 0, target)
+        else:
+            init = trace.run("spawn", "clone pyrt-init into the container's cgroup, send it the plan and \"go\"",
+                             start, plan, slots, 0, target)
+            trace.attach(init)
+        # the process is in the container's cgroup: from here a delete takes it along with the
+        # rest, and pause/resume must not wait for it (a paused container's exec waits for resume)
+        c.close()
+        if trace is None:
             init.wait(b"")  # end-of-file: the execve happened (an error raises)
-            return init
-        init = trace.run("spawn", "clone pyrt-init into the container's cgroup, send it the plan and \"go\"",
-                         start, plan, slots, 0, cg)
-        trace.attach(init)
-        trace.run("exec", "wait until pyrt-init has joined the container and exec'd (its socket closes)",
-                  init.wait, b"")
+        else:
+            trace.run("exec", "wait until pyrt-init has joined the container and exec'd (its socket closes)",
+                      init.wait, b"")
         return init
     except BaseException:
         slots.close()

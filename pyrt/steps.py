@@ -4,7 +4,7 @@ A plan is data: an ordered list of Steps built from a validated spec without tou
 so it can be printed (`pyrt plan BUNDLE`), traced while it runs (`pyrt --debug run`) and tested
 without root. Each StepType below names a step, its fields and a sentence for people. A Step is
 checked against its type when it is built (a wrong value is a bug of pyrt's: it fails here, in
-the parent). `python -m pyrt.steps > native/init/steps.h` writes the C side (step ids, each
+the parent). `python -m pyrt.cheader > native/init/steps.h` writes the C side (step ids, each
 step's field kinds and names, the sync messages of pyrt/protocol.py); pyrt-init checks a whole
 plan against that table before it runs the first step, and hands each step function its fields
 already typed.
@@ -30,6 +30,8 @@ its count followed by its items; every token a NUL-terminated string, numbers in
 """
 
 from __future__ import annotations
+
+from pyrt import sentences as say
 
 KINDS = "iusbfSIF"
 
@@ -202,74 +204,6 @@ def render(steps: list) -> str:
     return "\n".join(f"{i:3d}  {s.describe()}" for i, s in enumerate(steps))
 
 
-# ----------------------------------------------------------------------------- saying it
-
-
-def _flag_names(flags: int) -> str:
-    from pyrt import kernel
-
-    names = [n for n, (set_, _) in kernel.FLAGS.items() if set_ and flags & set_ == set_ and n != "bind"]
-    return ",".join(names)
-
-
-def _propagation_name(flags: int) -> str:
-    from pyrt import kernel
-
-    return next((n for n, v in kernel.PROPAGATION.items() if v == flags), str(flags))
-
-
-def _namespace_names(flags: int) -> str:
-    from pyrt import kernel
-
-    return "+".join(n for n, bit in kernel.CLONE.items() if flags & bit) or str(flags)
-
-
-def _cap_names(bits: int) -> str:
-    from pyrt import capabilities
-
-    names = [n.removeprefix("CAP_") for n in capabilities.all_names() if bits >> capabilities.number(n) & 1]
-    return ",".join(names) or "none"
-
-
-def _rlimit(s: Step) -> str:
-    from pyrt import kernel
-
-    name = next((n for n, v in kernel.RLIMITS.items() if v == s["resource"]), str(s["resource"]))
-    soft, hard = ("unlimited" if v == kernel.RLIM_INFINITY else str(v) for v in (s["soft"], s["hard"]))
-    return f"setrlimit {name} soft={soft} hard={hard}"
-
-
-def _personality(s: Step) -> str:
-    from pyrt.spec import PERSONALITIES
-
-    name = next((n for n, v in PERSONALITIES.items() if v == s["domain"]), str(s["domain"]))
-    return f"set the execution domain {name} (personality(2))"
-
-
-def _mount(s: Step) -> str:
-    src, fstype, data = s["source"], s["fstype"], s["data"]
-    what = f"bind {src}" if not fstype else f"{fstype} ({src})" if src and src != fstype else fstype
-    extra = ", ".join(x for x in (_flag_names(s["flags"]), data) if x)
-    return (f"mount {what} on {s['dest']}" + (f" [{extra}]" if extra else "")
-            + (" (no symlinks)" if s["nosymlinks"] else ""))
-
-
-def _propagation(s: Step) -> str:
-    from pyrt.kernel import MS_REC
-
-    flags = s["flags"]
-    return (f"make the mount holding {s['target']}" + (" and all below it" if flags & MS_REC else "")
-            + f" {_propagation_name(flags & ~MS_REC)}")
-
-
-def _hook(s: Step) -> str:
-    return f"run the {s['kind']} hook {s['path']}" + (f" (timeout {s['timeout']} s)" if s["timeout"] else "")
-
-
-def _caps(s: Step) -> str:
-    return "set capabilities " + " ".join(f"{k}={_cap_names(s[k])}" for k in s.type.fields)
-
-
 # ----------------------------------------------------------------------------- the vocabulary
 
 
@@ -279,12 +213,12 @@ TYPES = {t.name: t for t in (
              why="only with --trace or --debug: pyrt-init reports each step's start on the sync socket, timed with its"
                  " own clock"),
     StepType("setns", "fd:f nstype:u",
-             lambda s: f"join the {_namespace_names(s['nstype'])} namespace(s) behind {s['fd']}",
+             lambda s: f"join the {say.namespace_names(s['nstype'])} namespace(s) behind {s['fd']}",
              calls='setns(2)',
              why="config.json names a namespace by path (or exec joins the init's through its pidfd): the process "
                  "enters it before it builds anything"),
     StepType("unshare", "flags:u",
-             lambda s: f"unshare the {_namespace_names(s['flags'])} namespace(s)",
+             lambda s: f"unshare the {say.namespace_names(s['flags'])} namespace(s)",
              calls='unshare(2)',
              why="namespaces made after clone3: the cgroup one once the cgroups are joined (the container's cgroup "
                  "becomes its root), the time one after its offsets are known"),
@@ -309,30 +243,45 @@ TYPES = {t.name: t for t in (
     StepType("oom-score-adj", "value:i", "set oom_score_adj {value}",
              calls='write(2) to /proc/self/oom_score_adj',
              why='process.oomScoreAdj: done before the credentials drop, which can forbid lowering it'),
-    StepType("propagation", "target:s flags:u", _propagation,
+    StepType("cpu-affinity", "cpus:I",
+             lambda s: f"run on CPUs {say.cpus(s['cpus'])} (sched_setaffinity)",
+             calls='sched_setaffinity(2)',
+             why="process.execCPUAffinity, or all the CPUs the cgroup allows: an affinity inherited from the caller "
+                 "(taskset) must not pin the container"),
+    StepType("mempolicy", "mode:u flags:u nodes:I", say.mempolicy,
+             calls='set_mempolicy(2)',
+             why='linux.memoryPolicy: the NUMA policy the process and its children allocate under'),
+    StepType("scheduler", "policy:u nice:i priority:u flags:u runtime:u deadline:u period:u", say.scheduler,
+             calls='sched_setattr(2)',
+             why='process.scheduler: the policy (deadline too), nice value and priority, set while still root'),
+    StepType("ioprio", "value:u", lambda s: f"set the I/O priority class {s['value'] >> 13} level "
+             f"{s['value'] & 7} (ioprio_set)",
+             calls='ioprio_set(2) IOPRIO_WHO_PROCESS',
+             why='process.ioPriority: the I/O scheduling class and level'),
+    StepType("propagation", "target:s flags:u", say.propagation,
              calls='mount(2) MS_REC|MS_SLAVE or MS_PRIVATE',
              why="nothing mounted in the container may propagate back to the host's mount namespace"),
     StepType("root", "path:s", "bind {path} onto itself: the new root must be a mount point",
              calls='open_tree(2) OPEN_TREE_CLONE, move_mount(2)',
              why='pivot_root(2) needs the new root to be a mount point: the rootfs is bound onto itself'),
     StepType("mount", "source:s dest:s fstype:s flags:u propagation:u data:s nosymlinks:b attr_set:u attr_clr:u",
-             _mount,
+             say.mount,
              calls="openat2(2) RESOLVE_IN_ROOT, open_tree(2)/fsopen(2)+fsmount(2) or mount(2), move_mount(2), "
                    "mount_setattr(2)",
              why="one entry of config.json's mounts, made on an fd resolved inside the rootfs, so a symlink cannot "
                  "send it to the host"),
     StepType("mount-copyup", "source:s dest:s fstype:s flags:u propagation:u data:s nosymlinks:b attr_set:u "
-             "attr_clr:u", lambda s: _mount(s) + ", starting with a copy of what it covers (tmpcopyup)",
+             "attr_clr:u", lambda s: say.mount(s) + ", starting with a copy of what it covers (tmpcopyup)",
              calls='fsopen(2)+fsmount(2) tmpfs, copies, move_mount(2)',
              why='a tmpfs with tmpcopyup: filled with what it covers before it is attached'),
     StepType("mount-idmapped", "tree:f source:s dest:s flags:u propagation:u attr_set:u attr_clr:u",
              lambda s: f"attach the idmapped bind of {s['source']} ({s['tree']}, made by the parent) on {s['dest']}"
-             + (f" [{_flag_names(s['flags'])}]" if s["flags"] else ""),
+             + (f" [{say.flag_names(s['flags'])}]" if s["flags"] else ""),
              calls='openat2(2) RESOLVE_IN_ROOT, move_mount(2), mount_setattr(2)',
              why="an idmapped mount: the parent made the tree with mount_setattr(MOUNT_ATTR_IDMAP) on the host; "
                  "the child attaches it inside the root"),
     StepType("remount", "dest:s flags:u",
-             lambda s: f"remount {s['dest']} {_flag_names(s['flags']) or 'with flags ' + str(s['flags'])}",
+             lambda s: f"remount {s['dest']} {say.flag_names(s['flags']) or 'with flags ' + str(s['flags'])}",
              calls='mount(2) MS_REMOUNT|MS_BIND',
              why='flags such as ro apply to a bind mount only by remounting it'),
     StepType("mkdir", "path:s", "create directory {path} inside the root",
@@ -359,7 +308,7 @@ TYPES = {t.name: t for t in (
     StepType("hook-sync", "", "stop for the runtime's prestart and createRuntime hooks; receive the state for ours",
              calls='send(2)/recv(2) on the sync socket',
              why="prestart and createRuntime hooks run on the host between the namespaces' creation and pivot_root"),
-    StepType("hook", "kind:s timeout:u path:s env:S args:S", _hook,
+    StepType("hook", "kind:s timeout:u path:s env:S args:S index:u", say.hook,
              calls='fork(2), execve(2), waitpid(2)',
              why="createContainer and startContainer hooks run in the container's namespaces, by pyrt-init"),
     StepType("sysctl", "path:s value:s", "write {value} to {path}",
@@ -387,10 +336,10 @@ TYPES = {t.name: t for t in (
     StepType("domainname", "name:s", "set domainname {name}",
              calls='setdomainname(2)',
              why="config.json's domainname, in the container's own UTS namespace"),
-    StepType("personality", "domain:u", _personality,
+    StepType("personality", "domain:u", say.personality,
              calls='personality(2)',
              why='linux.personality (LINUX32: uname says i686)'),
-    StepType("rlimit", "resource:u soft:u hard:u", _rlimit,
+    StepType("rlimit", "resource:u soft:u hard:u", say.rlimit,
              calls='setrlimit(2)',
              why='process.rlimits: set before the credentials drop, which cannot raise a hard limit'),
     StepType("session-keyring", "name:s", "join a new session keyring {name}",
@@ -410,20 +359,22 @@ TYPES = {t.name: t for t in (
              calls='pread(2) of the program, seccomp(2) SECCOMP_SET_MODE_FILTER',
              why="linux.seccomp: loaded late, so pyrt-init's own system calls are not filtered"),
     StepType("cap-bounding", "keep:u",
-             lambda s: f"keep only capabilities {_cap_names(s['keep'])} in the bounding set",
+             lambda s: f"keep only capabilities {say.cap_names(s['keep'])} in the bounding set",
              calls='prctl(2) PR_CAPBSET_DROP',
              why='capabilities not in the bounding set can never be gained again, even by a setuid program'),
     StepType("user", "uid:u gid:u groups:I",
              lambda s: f"set groups [{','.join(map(str, s['groups']))}], gid {s['gid']}, uid {s['uid']}",
              calls='setgroups(2), setresgid(2), setresuid(2)',
              why="process.user: the process's ids, after everything that needs root"),
-    StepType("caps", "effective:u permitted:u inheritable:u ambient:u", _caps,
+    StepType("caps", "effective:u permitted:u inheritable:u ambient:u", say.caps,
              calls='capset(2), prctl(2) PR_CAP_AMBIENT',
              why='process.capabilities: effective, permitted, inheritable and ambient sets'),
     StepType("no-new-privileges", "", "set no_new_privs",
              calls='prctl(2) PR_SET_NO_NEW_PRIVS',
              why='process.noNewPrivileges: execve can never grant more privileges (setuid bits, file caps)'),
-    StepType("chdir", "path:s", "chdir to {path}",
+    StepType("chdir", "path:s early:b",
+             lambda s: f"chdir to {s['path']}" + (" while still root (a permission error waits for the try as the "
+                                                   "user, as runc)" if s["early"] else " (unless done already)"),
              calls='openat2(2) RESOLVE_IN_ROOT, fchdir(2)',
              why='process.cwd, resolved inside the root (CVE-2024-21626: no leaked host directory)'),
     StepType("close-fds", "first:u", "mark every fd from {first} up close-on-exec",

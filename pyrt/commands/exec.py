@@ -44,7 +44,7 @@ def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trac
     from pyrt.state import Container
 
     relay = forward = init = None
-    # held until the process runs: no delete meanwhile
+    # held until the process is in the cgroup: no delete meanwhile
     c = timed(trace, "state", "read and lock the container's state.json", Container.load, root, container_id)
     try:
         c.status().require("exec --ignore-paused" if opts["ignore-paused"] else "exec")
@@ -66,7 +66,7 @@ def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trac
 
                 relay = Relay(3 + opts["preserve-fds"])
         init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
-                                   trace)
+                                   trace, cgroup_subs(opts["cgroup"]))
         if trace is not None:
             trace.finish(" (to the process's execve)")
         if relay:
@@ -103,10 +103,26 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
     if opts["apparmor"]:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
-    if opts["cgroup"]:
-        raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
+    cgroup_subs(opts["cgroup"])
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+
+
+def cgroup_subs(values: list[str]) -> dict[str, str]:
+    """runc's `--cgroup PATH` (every hierarchy) or `--cgroup CONTROLLER[,CONTROLLER]:PATH`:
+    controller ("" for every one) -> PATH, a cgroup that exists below the container's."""
+    out: dict[str, str] = {}
+    for value in values or ():
+        names, _, path = value.rpartition(":")
+        parts = path.split("/")
+        if not path or path.startswith("/") or ".." in parts or "." in parts or "" in parts:
+            raise PyrtError(f'--cgroup "{value}": the path must name a cgroup below the container\'s (relative, '
+                            'without "." or "..")')
+        for name in names.split(",") if names else [""]:
+            if name in out or (names and not name):
+                raise PyrtError(f'--cgroup "{value}": {"a controller is given twice" if name else "empty controller"}')
+            out[name] = path
+    return out
 
 
 def _process(opts: dict, argv: list[str], base: dict):

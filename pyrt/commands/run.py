@@ -1,6 +1,6 @@
 """`pyrt run ID` (bundle from --bundle or the current directory), or `pyrt run BUNDLE_DIR`:
 create + start, then in the foreground wait (forwarding signals, relaying a terminal) and
-delete. Exits with the container's status (128+N if killed by signal N)."""
+delete (unless --keep). Exits with the container's status (128+N if killed by signal N)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def main(g, opts: dict, args: list[str]) -> int:
         spec = common.timed(trace, "config", common.CONFIG, config.load, bundle,
                             common.overrides(opts, relay=not opts["detach"]))
         plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options, g.rootless)
-        code = run(g.root, target, options, spec, plan, opts["detach"])
+        code = run(g.root, target, options, spec, plan, opts["detach"], opts["keep"])
     finally:
         if trace is not None:
             trace.finish()  # if the container ran, at its execve already
@@ -31,7 +31,8 @@ def main(g, opts: dict, args: list[str]) -> int:
     return code
 
 
-def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
+def run(root: str, container_id: str, opts, spec, plan, detach: bool, keep: bool = False) -> int:
+    """With `keep` (runc's --keep) the stopped container stays, for `state`, until `delete`."""
     from pyrt import launch
     from pyrt.commands import common
     from pyrt.commands.delete import delete
@@ -72,7 +73,7 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
         init.close()
         status = forward.wait_exit(init.pid, relay)
     except BaseException:
-        if not detach:
+        if not detach and not keep:
             delete(root, container_id, force=True)
         raise
     finally:
@@ -80,5 +81,6 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
             relay.close()
         if forward:
             forward.restore()
-    delete(root, container_id, force=True)
+    if not keep:
+        delete(root, container_id, force=True)
     return status

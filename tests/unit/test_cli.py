@@ -55,12 +55,12 @@ def test_usage_lists_every_command_and_flag():
 
 
 @pytest.mark.parametrize("text,number", [("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("15", 15), ("SIGRTMIN", 34),
-                                         ("hup", 1), ("64", 64)])
+                                         ("hup", 1), ("64", 64), ("0", 0)])
 def test_signals(text, number):
     assert kill.parse_signal(text) == number
 
 
-@pytest.mark.parametrize("text", ["0", "65", "SIGNOPE", "", "-9", "9x", "SIG_DFL"])
+@pytest.mark.parametrize("text", ["65", "SIGNOPE", "", "-9", "9x", "SIG_DFL"])
 def test_bad_signals(text):
     with pytest.raises(PyrtError, match="unknown signal"):
         kill.parse_signal(text)
@@ -120,3 +120,15 @@ def test_durations(text, seconds):
 def test_bad_durations(text, words):
     with pytest.raises(PyrtError, match=words):
         events.parse_duration(text)
+
+
+def test_exec_cgroup_argument():
+    """runc's exec --cgroup: PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH; only
+    below the container's cgroup."""
+    from pyrt.commands.exec import cgroup_subs
+
+    assert cgroup_subs(["sub"]) == {"": "sub"}
+    assert cgroup_subs(["cpu,memory:a/b", "pids:c"]) == {"cpu": "a/b", "memory": "a/b", "pids": "c"}
+    for bad in (["/abs"], ["../up"], ["a/../b"], ["a//b"], ["cpu:"], [",cpu:x"], ["x", "y"]):
+        with pytest.raises(PyrtError):
+            cgroup_subs(bad)
