@@ -4,7 +4,8 @@
     become_steps   credentials, capabilities, seccomp (privileged load), cwd, fds, umask: what
                    can fail is done before `create` reports ready, as runc does, so a bad
                    capability set fails `create`, not a container nobody watches any more
-    exec_steps     seccomp (with noNewPrivileges: right before execve), execve
+    exec_steps     seccomp (with noNewPrivileges: right before execve; `create` loads it before
+                   the exec fifo instead, as runc), execve
 """
 
 from __future__ import annotations
@@ -23,6 +24,13 @@ def env_value(env: list[str], key: str) -> str | None:
     return None
 
 
+def dedup_env(env: list[str]) -> list[str]:
+    """One entry per key, the last one given, in the order of the last ones (as runc and Go's
+    os/exec): `A=1 B=2 A=3` -> `B=2 A=3`."""
+    last = {e.partition("=")[0]: i for i, e in enumerate(env)}
+    return [e for i, e in enumerate(env) if last[e.partition("=")[0]] == i]
+
+
 def rlimit_steps(proc: Process) -> list[Step]:
     steps = []
     for kind, soft, hard in proc.rlimits:  # soft <= hard: checked at the gate
@@ -36,8 +44,8 @@ def prepare_steps(proc: Process, container_id: str, no_new_keyring: bool) -> lis
     steps = rlimit_steps(proc)
     if not no_new_keyring:
         steps.append(Step("session-keyring", f"_ses.{container_id}"))
-    if env_value(proc.env, "HOME") is None:
-        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
+    if not env_value(proc.env, "HOME"):
+        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd (also for HOME=)
     steps.append(resolve_step(proc))
     return steps
 
@@ -61,6 +69,7 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
         log.debug("ambient capabilities that are not also inheritable and permitted are not raised")
         caps["ambient"] = raisable
     steps = [Step("chown-stdio", proc.uid)] if proc.uid else []  # runc: the user may reopen /dev/stdout
+    steps.append(Step("chdir", proc.cwd, True))  # as runc: a cwd only root can enter works for any user
     if seccomp and not proc.no_new_privileges:
         steps.append(seccomp)
     steps += [
@@ -71,16 +80,16 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
     return steps + [
-        Step("chdir", proc.cwd),
+        Step("chdir", proc.cwd, False),
         Step("close-fds", 3 + preserve_fds),
         Step("umask", 0o022 if proc.umask is None else proc.umask),
     ]
 
 
 def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
-    """The very last: with noNewPrivileges the seccomp filter right before execve (the profile
-    need not allow pyrt-init's own calls), then execve."""
-    env = list(proc.env)
+    """The very last: with noNewPrivileges and `seccomp` given (exec), the seccomp filter right
+    before execve (the profile need not allow pyrt-init's own calls), then execve."""
+    env = dedup_env(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")
     steps = [seccomp] if seccomp and proc.no_new_privileges else []

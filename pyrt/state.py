@@ -79,16 +79,18 @@ class Record:
     exec; `namespaces` the container's namespace types (exec joins them all)."""
 
     __slots__ = ("oci_version", "id", "pid", "bundle", "rootfs", "created", "owner", "annotations", "init_start",
-                 "cgroup", "hooks", "process", "namespaces", "no_new_keyring", "personality", "seccomp_flags")
+                 "cgroup", "hooks", "process", "namespaces", "no_new_keyring", "personality", "seccomp_flags",
+                 "memory_policy")
 
     def __init__(self, oci_version: str, id: str, pid: int, bundle: str, rootfs: str, created: str,
                  annotations: dict, init_start: str | None, cgroup: dict, hooks: dict, process: dict | None,
                  namespaces: list[str], no_new_keyring: bool = False, personality: int | None = None,
-                 seccomp_flags: int | None = None, owner: str = "") -> None:
+                 seccomp_flags: int | None = None, owner: str = "", memory_policy: list | None = None) -> None:
         self.oci_version, self.id, self.pid, self.bundle, self.rootfs = oci_version, id, pid, bundle, rootfs
         self.created, self.owner, self.annotations, self.init_start = created, owner, annotations, init_start
         self.cgroup, self.hooks, self.process, self.namespaces = cgroup, hooks, process, namespaces
         self.no_new_keyring, self.personality, self.seccomp_flags = no_new_keyring, personality, seccomp_flags
+        self.memory_policy = memory_policy  # linux.memoryPolicy (mode, flags, nodes): exec's too, as runc
 
     def to_json(self) -> dict:
         out = {"ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
@@ -97,6 +99,8 @@ class Record:
         if self.process is not None:
             out["exec"] = {"namespaces": self.namespaces, "process": self.process,
                            "noNewKeyring": self.no_new_keyring, "personality": self.personality}
+            if self.memory_policy is not None:
+                out["exec"]["memoryPolicy"] = self.memory_policy
         if self.seccomp_flags is not None:
             out["seccomp_flags"] = self.seccomp_flags  # for exec, with <state dir>/seccomp.bpf
         return out
@@ -108,7 +112,7 @@ class Record:
         return cls(obj["ociVersion"], obj["id"], obj["pid"], obj["bundle"], obj["rootfs"], obj["created"],
                    obj.get("annotations") or {}, obj.get("init_start"), obj["cgroup"], obj.get("hooks") or {},
                    ex.get("process"), ex.get("namespaces", []), ex.get("noNewKeyring", False), ex.get("personality"),
-                   obj.get("seccomp_flags"), obj.get("owner", ""))
+                   obj.get("seccomp_flags"), obj.get("owner", ""), ex.get("memoryPolicy"))
 
 
 class Container:
@@ -170,13 +174,11 @@ class Container:
             raise
         return cls(root, container_id, fd, record)
 
-    def unlock(self) -> None:
-        """Let other commands act on the container. Explicitly: a child cloned while we held the
-        lock shares our open directory until its execve, so closing our fd would not release it."""
-        fcntl.flock(self.dir_fd, fcntl.LOCK_UN)
-
     def close(self) -> None:
         if self.dir_fd >= 0:
+            # unlocked explicitly: a child cloned meanwhile may hold a copy of the fd until its
+            # execve closes it (or for long: exec's pyrt-init cloned into a frozen cgroup)
+            fcntl.flock(self.dir_fd, fcntl.LOCK_UN)
             os.close(self.dir_fd)
             self.dir_fd = -1
 

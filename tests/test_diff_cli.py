@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import RUNC_1_5
+from conftest import RUNC_1_5, base_config
 from differential import Run, Scenario, compare, edit, row
 
 pytestmark = pytest.mark.differential
@@ -68,10 +70,12 @@ def call(run: Run, cid: str, state: dict, args: tuple, input: str | None = None)
             "msg": re.sub(r'^.*msg="(.*)"$', r"\1", lines[-1]).replace(cid, "ID") if lines else ""}
 
 
-def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None) -> Scenario:
+def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None,
+        cpus: set[int] | None = None) -> Scenario:
     """A scenario whose container runs `args`; at `when` (created, running, paused or stopped)
     each of `calls` (a tuple of arguments, ID for the container's id; a dict of files to write
-    first in the bundle) is made; host.rc/out/err/msg are the last call's."""
+    first in the bundle) is made; host.rc/out/err/msg are the last call's. `cpus`: the runtime
+    runs pinned to them (`taskset -c`)."""
     def at(run: Run, cid: str, state: dict) -> dict:
         if when == "paused":
             run("pause", cid)
@@ -95,8 +99,8 @@ def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), conf
         if config:
             config(config_)
     # a created-time scenario still gets a `running` step: it ends the sleep at once
-    return Scenario(name, edit_config, **({"created": at, "running": lambda *_: {}} if when == "created"
-                                          else {"running": at}))
+    return Scenario(name, edit_config, cpus=cpus, **({"created": at, "running": lambda *_: {}} if when == "created"
+                                                      else {"running": at}))
 
 
 def created(name: str, *args: str, **kw) -> Scenario:
@@ -168,6 +172,13 @@ OUT = ("host.rc", "host.out", "host.err")
 PROBE = ("sh", "-c", "grep -E '^(Uid|Gid|Groups|CapBnd|CapEff|NoNewPrivs)' /proc/self/status; pwd; echo A=$A")
 PROCESS_JSON = json.dumps({"args": ["sh", "-c", "id; pwd; echo $A"], "cwd": "/tmp", "env": ["A=1", "PATH=/bin"],
                            "user": {"uid": 1, "gid": 1}})
+#: exec's process.json with the runtime-spec 1.2/1.3 process fields (execCPUAffinity applies to
+#: exec'd processes only: "not applicable to the container's init process")
+SCHED_JSON = json.dumps({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19,41 "
+                                  "/proc/self/stat; ionice"], "cwd": "/", "env": ["PATH=/bin"],
+                         "user": {"uid": 0, "gid": 0}, "execCPUAffinity": {"initial": "0", "final": "1"},
+                         "scheduler": {"policy": "SCHED_BATCH", "nice": 7},
+                         "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}})
 
 ROWS = [
     # state
@@ -200,6 +211,7 @@ ROWS = [
     row("kill/0", running("kill-0", "kill", "ID", "0"), "host.rc", "host.err"),
     row("kill/0-created", created("kill-0-created", "kill", "ID", "0"), "host.rc", "host.err"),
     row("kill/0-stopped", stopped("kill-0-stopped", "kill", "ID", "0"), "host.rc", "host.err", "host.msg"),
+    row("kill/--all-0", running("kill-all-0", "kill", "--all", "ID", "0"), "host.rc", "host.err"),
     row("kill/unknown-signal", running("kill-bad", "kill", "ID", "SIGNOPE"), "host.rc", "host.err"),
     row("kill/created", created("kill-created", "kill", "ID", "KILL"), "host.rc", "host.err"),
     row("kill/stopped", stopped("kill-stopped", "kill", "ID", "KILL"), "host.rc", "host.err"),
@@ -240,6 +252,16 @@ ROWS = [
                                        config=lambda c: c["process"].update(noNewPrivileges=False)), *OUT),
     row("exec/--process", running("exec-process", "exec", "--process", "BUNDLE/process.json", "ID",
                                   files={"process.json": PROCESS_JSON}), *OUT),
+    row("exec/--process-with-affinity+scheduler+ioPriority", running(
+        "exec-sched", "exec", "--process", "BUNDLE/process.json", "ID", files={"process.json": SCHED_JSON}), *OUT),
+    row("exec/takes-the-container's-scheduler+ioPriority+memoryPolicy", running(
+        "exec-inherits", "exec", "ID", "sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice; grep heap "
+        "/proc/self/numa_maps | cut -d' ' -f2", config=lambda c: (
+            c["process"].update(scheduler={"policy": "SCHED_BATCH", "nice": 4},
+                                ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 5}),
+            c["linux"].update(memoryPolicy={"mode": "MPOL_INTERLEAVE", "nodes": "0"}))), *OUT),
+    row("exec/under-taskset", running("exec-taskset", "exec", "ID", "grep", "Cpus_allowed_list", "/proc/self/status",
+                                      cpus={0}), *OUT),
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
         "host.err", differs="exec --tty whose stdio is not a terminal (and no --console-socket) runs; runc 1.5 "
                             "exits 255"),
@@ -298,7 +320,6 @@ def terminal_output(binary: str, workdir: Path) -> bytes:
     import os
     import shutil
     import subprocess
-    import uuid
 
     from conftest import BUSYBOX_ROOTFS, base_config
     from test_console import Receiver
@@ -337,6 +358,30 @@ def test_terminal_output_line_endings(differ, tmp_path):
 
     ours, runc = (terminal_output(b, tmp_path / name) for name, b in (("pyrt", BINARY), ("runc", str(RUNC_1_5))))
     assert ours == runc, (ours, runc)
+
+
+def test_run_with_a_terminal_passes_newlines_unchanged(differ, tmp_path):
+    """`run` of a terminal: true container without --console-socket: the runtime relays the
+    pty; what reaches its stdout (here a pipe) has the program's "\n", not the pty's "\r\n"."""
+    from conftest import BINARY, BUSYBOX_ROOTFS
+
+    out = {}
+    for name, binary in (("pyrt", BINARY), ("runc", str(RUNC_1_5))):
+        bundle = tmp_path / name
+        bundle.mkdir()
+        config = base_config(["printf", "a\nb\n"])
+        config["root"]["path"] = str(BUSYBOX_ROOTFS)
+        config["root"]["readonly"] = True
+        config["process"]["terminal"] = True
+        (bundle / "config.json").write_text(json.dumps(config))
+        master, slave = os.openpty()  # runc wants its stdin a terminal
+        try:
+            r = subprocess.run([binary, "--root", str(tmp_path / f"{name}-state"), "run", "--bundle", str(bundle),
+                                "t" + uuid.uuid4().hex[:8]], stdin=slave, capture_output=True, timeout=30)
+        finally:
+            os.close(master), os.close(slave)
+        out[name] = (r.returncode, r.stdout.replace(b"\0", b""))  # runc writes a NUL byte first
+    assert out["pyrt"] == out["runc"] == (0, b"a\nb\n"), out
 
 
 def test_list_with_a_missing_root(differ, tmp_path):

@@ -20,7 +20,8 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 
 def parse_signal(text: str) -> int:
-    """A signal by name (KILL, SIGKILL) or number, as runc's kill accepts it."""
+    """A signal by name (KILL, SIGKILL) or number, as runc's kill accepts it (0, as kill(2):
+    only whether the process is there)."""
     if text.isdigit():
         sig = int(text)
         if 0 <= sig < signal.NSIG:

@@ -120,3 +120,15 @@ def test_durations(text, seconds):
 def test_bad_durations(text, words):
     with pytest.raises(PyrtError, match=words):
         events.parse_duration(text)
+
+
+def test_exec_cgroup_argument():
+    """runc's exec --cgroup: PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH; only
+    below the container's cgroup."""
+    from pyrt.commands.exec import cgroup_subs
+
+    assert cgroup_subs(["sub"]) == {"": "sub"}
+    assert cgroup_subs(["cpu,memory:a/b", "pids:c"]) == {"cpu": "a/b", "memory": "a/b", "pids": "c"}
+    for bad in (["/abs"], ["../up"], ["a/../b"], ["a//b"], ["cpu:"], [",cpu:x"], ["x", "y"]):
+        with pytest.raises(PyrtError):
+            cgroup_subs(bad)
