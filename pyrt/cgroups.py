@@ -177,6 +177,9 @@ class Cgroup:
             for path in made:
                 self._make_dir(path)
             self._prepare_parents(cpuset=False)
+            for base, leaf in zip(self.bases(), self.dirs(), strict=True):
+                if base in (self.root, self.v1.get("freezer")):
+                    self._check_not_frozen(leaf, base)
 
     def limit(self, writes: list) -> None:
         """Apply linux.resources (cgwrites.writes(): checked against this host already)."""
@@ -191,7 +194,7 @@ class Cgroup:
 
     def _check_and_list(self) -> list[str]:
         """Check what exists of the path in every hierarchy (nothing of another container's; a
-        leaf to join empty and not frozen); the directories to make, parents first."""
+        leaf to join empty); the directories to make, parents first."""
         parts = self.path.split("/")
         made = []
         for base in self.bases():
@@ -209,10 +212,15 @@ class Cgroup:
         return made
 
     def _check_joinable(self, path: str, base: str) -> None:
-        """A leaf that exists already: as runc, only an empty one that is not frozen."""
+        """A leaf that exists already: as runc, only an empty one (frozen: see make)."""
         pids = cgfs.subtree_procs(path)
         if pids:
             raise PyrtError(f"container's cgroup is not empty: {len(pids)} process(es) found in {path}")
+
+    def _check_not_frozen(self, path: str, base: str) -> None:
+        """A frozen leaf (joined frozen, or made below a frozen parent) would freeze the init and
+        hang create: refused in runc's words (runc 1.5 refuses a frozen leaf it joins, and hangs
+        below a frozen parent)."""
         if base == self.root:
             events = cgfs.read_or(os.path.join(path, "cgroup.events"))
             frozen = "frozen 1" in events
@@ -252,24 +260,15 @@ class Cgroup:
         """An fd of the cgroup2 directory, for clone3(CLONE_INTO_CGROUP)."""
         return os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
 
-    def sub(self, path: str) -> Cgroup:
-        """The cgroup `path` (relative, checked: exec --cgroup) below the container's."""
-        return Cgroup(self.root, os.path.join(self.path, path), self.v1, self.owner, self.own_pidns)
-
-    def open_v1_tasks(self, subs: dict[str, str] | None = None) -> dict[str, int]:
+    def open_v1_tasks(self) -> dict[str, int]:
         """Write-only fds of the `tasks` file of each v1 hierarchy (hybrid hosts; none on v2), by
-        fd slot (host.v1_slots); with `subs` (controller, or "" for any, -> a relative path) of
-        a sub-cgroup of the container's (exec --cgroup). pyrt-init writes "0" into them first
-        thing (step join-cgroups): a thread moving itself skips the kernel's global threadgroup
-        lock and the RCU grace period behind it, ~10 ms each time a parent writes a pid into
-        cgroup.procs instead."""
+        fd slot (host.v1_slots). pyrt-init writes "0" into them first thing (step join-cgroups):
+        a thread moving itself skips the kernel's global threadgroup lock and the RCU grace
+        period behind it, ~10 ms each time a parent writes a pid into cgroup.procs instead."""
         fds: dict[str, int] = {}
-        subs = subs or {}
         try:
             for slot, base in v1_slots(self.v1).items():
-                names = [c for c, mount_point in self.v1.items() if mount_point == base]
-                sub = next((subs[c] for c in names if c in subs), subs.get("", ""))
-                d = os.path.join(base, self.path, sub)
+                d = os.path.join(base, self.path)
                 fds[slot] = os.open(os.path.join(d, "tasks"), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as e:
             for fd in fds.values():

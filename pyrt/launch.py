@@ -308,15 +308,15 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             cg = Cgroup.from_state(record.cgroup)
         if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
-        if cgroup_subs and record.cgroup.get("none"):
-            raise PyrtError("--cgroup: the container has no cgroup")
-        for slot, fd in cg.open_v1_tasks(cgroup_subs).items():  # pyrt-init joins them itself
-            slots.add(slot, fd)
         target = cg
-        if cgroup_subs and cgroup_subs.get(""):  # exec --cgroup: an existing cgroup below the container's
-            target = cg.sub(cgroup_subs[""])
-            if not os.path.isdir(target.dir):
-                raise PyrtError(f"--cgroup {cgroup_subs['']}: {target.dir}: no such cgroup")
+        if cgroup_subs:  # exec --cgroup: existing cgroups below the container's
+            from pyrt.subcgroup import SubCgroup
+
+            if record.cgroup.get("none"):
+                raise PyrtError("--cgroup: the container has no cgroup")
+            target = SubCgroup(cg, cgroup_subs)
+        for slot, fd in target.open_v1_tasks().items():  # pyrt-init joins them itself
+            slots.add(slot, fd)
         plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring,
                                     trace=log.debugging() or trace is not None,
                                     seccomp=record.seccomp_flags if seccomp is not None else None,

@@ -69,7 +69,7 @@ class NoCgroup(Cgroup):
     def open_dir(self) -> int:
         return -1
 
-    def open_v1_tasks(self, subs: dict[str, str] | None = None) -> dict[str, int]:
+    def open_v1_tasks(self) -> dict[str, int]:
         return {}
 
     def processes(self) -> list[int]:

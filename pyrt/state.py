@@ -37,7 +37,7 @@ class Status:
     REFUSED = {
         "start": {"stopped": "cannot start a container that has stopped",
                   "running": "cannot start an already running container",
-                  "paused": "cannot start an already running container"},
+                  "paused": "cannot start a container in the paused state"},
         "kill": {"stopped": "container not running"},
         "delete": {"running": "cannot delete container {id} that is not stopped: running",
                    "paused": "cannot delete container {id} that is not stopped: paused"},
@@ -45,8 +45,7 @@ class Status:
         "exec": {"stopped": "cannot exec in a stopped container",
                  "paused": "cannot exec in a paused container (use --ignore-paused to override)"},
         "exec --ignore-paused": {"stopped": "cannot exec in a stopped container"},
-        "pause": {"created": "container not running", "stopped": "container not running",
-                  "paused": "container already paused"},
+        "pause": {"stopped": "container not running", "paused": "container already paused"},
         "resume": {"created": "container not paused", "running": "container not paused",
                    "stopped": "container not paused"},
         "update": {"stopped": "container not running"},
@@ -199,10 +198,10 @@ class Container:
     def status(self) -> Status:
         if not self.init_alive():
             name = "stopped"
+        elif self.cgroup().frozen():  # a created container can be paused too (runc 1.5)
+            name = "paused"
         elif os.path.exists(self.fifo):
             name = "created"
-        elif self.cgroup().frozen():
-            name = "paused"
         else:
             name = "running"
         return Status(name, self.id)
@@ -242,7 +241,8 @@ class Container:
 
 
 def list_ids(root: str) -> list[str]:
+    """The ids under `root`; as runc 1.5, a root that does not exist (yet) is an error."""
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
-    except FileNotFoundError:
-        return []
+    except OSError as e:
+        raise PyrtError(f"open {os.path.abspath(root)}: {os.strerror(e.errno).lower()}") from None

@@ -66,7 +66,7 @@ def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trac
 
                 relay = Relay(3 + opts["preserve-fds"])
         init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
-                                   trace, cgroup_subs(opts["cgroup"]))
+                                   trace, _cgroup_subs(opts["cgroup"]))
         if trace is not None:
             trace.finish(" (to the process's execve)")
         if relay:
@@ -103,26 +103,18 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
     if opts["apparmor"]:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
-    cgroup_subs(opts["cgroup"])
+    _cgroup_subs(opts["cgroup"])
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
 
 
-def cgroup_subs(values: list[str]) -> dict[str, str]:
-    """runc's `--cgroup PATH` (every hierarchy) or `--cgroup CONTROLLER[,CONTROLLER]:PATH`:
-    controller ("" for every one) -> PATH, a cgroup that exists below the container's."""
-    out: dict[str, str] = {}
-    for value in values or ():
-        names, _, path = value.rpartition(":")
-        parts = path.split("/")
-        if not path or path.startswith("/") or ".." in parts or "." in parts or "" in parts:
-            raise PyrtError(f'--cgroup "{value}": the path must name a cgroup below the container\'s (relative, '
-                            'without "." or "..")')
-        for name in names.split(",") if names else [""]:
-            if name in out or (names and not name):
-                raise PyrtError(f'--cgroup "{value}": {"a controller is given twice" if name else "empty controller"}')
-            out[name] = path
-    return out
+def _cgroup_subs(values: list[str]) -> dict[str, str] | None:
+    """exec --cgroup in runc's syntax (subcgroup.parse), or None."""
+    if not values:
+        return None
+    from pyrt import subcgroup
+
+    return subcgroup.parse(values)
 
 
 def _process(opts: dict, argv: list[str], base: dict):

@@ -123,12 +123,33 @@ def test_bad_durations(text, words):
 
 
 def test_exec_cgroup_argument():
-    """runc's exec --cgroup: PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH; only
-    below the container's cgroup."""
-    from pyrt.commands.exec import cgroup_subs
+    """runc's exec --cgroup: PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH (one path
+    per controller); refused in runc's words where runc refuses."""
+    from pyrt.subcgroup import parse
 
-    assert cgroup_subs(["sub"]) == {"": "sub"}
-    assert cgroup_subs(["cpu,memory:a/b", "pids:c"]) == {"cpu": "a/b", "memory": "a/b", "pids": "c"}
-    for bad in (["/abs"], ["../up"], ["a/../b"], ["a//b"], ["cpu:"], [",cpu:x"], ["x", "y"]):
-        with pytest.raises(PyrtError):
-            cgroup_subs(bad)
+    assert parse(["sub"]) == {"": "sub"}
+    assert parse(["cpu,memory:a/b", "pids:c"]) == {"cpu": "a/b", "memory": "a/b", "pids": "c"}
+    assert parse(["name=systemd:s"]) == {"name=systemd": "s"}
+    for bad, words in ((["x", "y"], "missing <controller>: prefix"), ([",cpu:x"], "empty <controller> prefix"),
+                       ([":x"], "empty <controller> prefix"), (["cpu:a", "cpu:b"], "controller cpu specified")):
+        with pytest.raises(PyrtError, match=words):
+            parse(bad)
+
+
+def test_exec_sub_cgroup_stays_in_the_container():
+    """The sub-cgroup's directories, as runc joins them: `/a`, `a/`, `a/../b` below the
+    container's cgroup; `..` out of it refused; a controller prefix moves that v1 hierarchy only."""
+    from pyrt.cgroups import Cgroup
+    from pyrt.subcgroup import SubCgroup
+
+    cg = Cgroup("/u", "pyrt/t/c", {"cpu": "/v1/cpu", "memory": "/v1/memory"})
+    assert SubCgroup(cg, {"": "/a"}).dir == SubCgroup(cg, {"": "a/"}).dir == "/u/pyrt/t/c/a"
+    assert SubCgroup(cg, {"": "a/../b"}).dir == "/u/pyrt/t/c/b"
+    assert SubCgroup(cg, {"cpu": "a"}).dir == "/u/pyrt/t/c"  # cgroup2 stays the container's
+    assert SubCgroup(cg, {"cpu": "a"})._dir("/v1/cpu", ["cpu"]) == "/v1/cpu/pyrt/t/c/a"
+    assert SubCgroup(cg, {"cpu": "a"})._dir("/v1/memory", ["memory"]) == "/v1/memory/pyrt/t/c"
+    for sub in ("..", "../x", "a/../../x"):
+        with pytest.raises(PyrtError, match="bad sub cgroup path"):
+            _ = SubCgroup(cg, {"": sub}).dir
+    with pytest.raises(PyrtError, match="unknown controller pids in SubCgroupPaths"):
+        SubCgroup(cg, {"pids": "a"})
