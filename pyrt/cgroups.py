@@ -177,6 +177,9 @@ class Cgroup:
             for path in made:
                 self._make_dir(path)
             self._prepare_parents(cpuset=False)
+            for base, leaf in zip(self.bases(), self.dirs(), strict=True):
+                if base in (self.root, self.v1.get("freezer")):
+                    self._check_not_frozen(leaf, base)
 
     def limit(self, writes: list) -> None:
         """Apply linux.resources (cgwrites.writes(): checked against this host already)."""
@@ -191,7 +194,7 @@ class Cgroup:
 
     def _check_and_list(self) -> list[str]:
         """Check what exists of the path in every hierarchy (nothing of another container's; a
-        leaf to join empty and not frozen); the directories to make, parents first."""
+        leaf to join empty); the directories to make, parents first."""
         parts = self.path.split("/")
         made = []
         for base in self.bases():
@@ -209,10 +212,15 @@ class Cgroup:
         return made
 
     def _check_joinable(self, path: str, base: str) -> None:
-        """A leaf that exists already: as runc, only an empty one that is not frozen."""
+        """A leaf that exists already: as runc, only an empty one (frozen: see make)."""
         pids = cgfs.subtree_procs(path)
         if pids:
             raise PyrtError(f"container's cgroup is not empty: {len(pids)} process(es) found in {path}")
+
+    def _check_not_frozen(self, path: str, base: str) -> None:
+        """A frozen leaf (joined frozen, or made below a frozen parent) would freeze the init and
+        hang create: refused in runc's words (runc 1.5 refuses a frozen leaf it joins, and hangs
+        below a frozen parent)."""
         if base == self.root:
             events = cgfs.read_or(os.path.join(path, "cgroup.events"))
             frozen = "frozen 1" in events

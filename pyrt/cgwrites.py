@@ -255,8 +255,9 @@ class _Writer:
             field = f"unified.{key}"
             controller = key.split(".", 1)[0]
             if controller in self.cg.v1:
-                raise self.fail(field, f"the {controller} controller is on a cgroup v1 hierarchy on this host (use "
-                                "the v1 fields of linux.resources)")
+                raise self.fail(field, f"invalid configuration: cannot use unified on cgroup v1 (runc's words: the "
+                                f"{controller} controller is on a cgroup v1 hierarchy on this host; use the v1 fields "
+                                "of linux.resources)")
             if key not in UNIFIED_CORE and controller not in self.cg.v2_controllers():
                 raise self.fail(field, f"{controller} is not a cgroup v2 controller of this host")
             self.add(field, 2, controller, key, v)

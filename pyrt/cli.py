@@ -14,12 +14,14 @@ from pyrt.errors import PyrtError
 
 
 class Flag:
-    __slots__ = ("name", "short", "kind", "default", "help", "multi")
+    __slots__ = ("name", "short", "kind", "default", "help", "multi", "bare")
 
     def __init__(self, name: str, help: str, short: str = "", kind: type | None = None, default: object = None,
-                 multi: bool = False) -> None:
-        # kind None: a boolean switch; str/int: takes a value; multi: may repeat (a list)
+                 multi: bool = False, bare: str | None = None) -> None:
+        # kind None: a boolean switch; str/int: takes a value; multi: may repeat (a list); bare: the
+        # value of a flag given without `=value` (its value is optional: `--trace`, `--trace=FILE`)
         self.name, self.short, self.kind, self.help, self.multi = name, short, kind, help, multi
+        self.bare = bare
         self.default = ([] if multi else False if kind is None else default) if default is None else default
 
 
@@ -32,6 +34,8 @@ class Command:
         self.flags, self.min_args, self.max_args, self.interspersed = flags, min_args, max_args, interspersed
 
 
+TRACE = Flag("trace", "print every step as it happens, with its duration, then where the time went, to stderr "
+             "or with --trace=FILE to FILE (pyrt only)", kind=str, bare="-")
 CREATE_FLAGS = (
     Flag("bundle", "path to the root of the bundle directory (default: current directory)", "b", str, ""),
     Flag("console-socket", "path to an AF_UNIX socket which will receive the pty master", kind=str),
@@ -45,6 +49,7 @@ CREATE_FLAGS = (
     Flag("publish", "publish a port (implies --network bridge): [IP:]HOST_PORT:CONTAINER_PORT[/tcp|udp]", "p", str,
          multi=True),
     Flag("publish-all", "publish every port the image exposes (from pyrt unpack) on the same host port", "P"),
+    TRACE,
 )
 FORMAT = Flag("format", "select one of: table or json (default: table)", "f", str, "table")
 
@@ -69,7 +74,9 @@ COMMANDS = {c.name: c for c in (
             "pyrt.commands.delete:main", (Flag("force", "forcibly delete the container if it is still running", "f"),)),
     Command("features", "", "show the enabled features", "pyrt.commands.features:main", (), 0, 0),
     Command("plan", "<bundle-dir>", "print the setup plan pyrt-init would execute (pyrt only)",
-            "pyrt.commands.plan:main", (Flag("id", "container id to plan for", kind=str, default="plan"),), 0, 1),
+            "pyrt.commands.plan:main", (Flag("id", "container id to plan for", kind=str, default="plan"),
+                                        Flag("explain", "with each step, the system calls it becomes and why")),
+            0, 1),
     Command("unpack", "<image> <bundle-dir>", "unpack an image (OCI layout, oci-archive, docker-archive) into a "
             "bundle (pyrt only)", "pyrt.unpack:main",
             (Flag("ref", "the image to unpack when there are several: name, tag or manifest digest", kind=str,
@@ -94,6 +101,7 @@ COMMANDS = {c.name: c for c in (
                 Flag("preserve-fds", "pass N additional file descriptors to the container", kind=int, default=0),
                 Flag("cgroup", "run the process in a (sub)cgroup", kind=str, multi=True),
                 Flag("ignore-paused", "allow exec in a paused container"),
+                TRACE,
             ), 1, None, interspersed=False),
     Command("ps", "<container-id> [ps options]", "ps displays the processes running inside a container",
             "pyrt.commands.ps:main", (FORMAT,), 1, None, interspersed=False),
@@ -189,7 +197,9 @@ def parse_flags(flags: tuple, argv: list[str], interspersed: bool) -> tuple[dict
                 raise Usage(f'invalid boolean value "{value}" for -{name}')
             values[flag.name] = not eq or value.lower() in ("true", "1")
             continue
-        if not eq:
+        if not eq and flag.bare is not None:
+            value = flag.bare
+        elif not eq:
             if i >= len(argv):
                 raise Usage(f"flag needs an argument: -{name}")
             value = argv[i]
@@ -221,7 +231,8 @@ def usage(cmd: Command | None) -> str:
 
 
 def _flag_line(f: Flag) -> str:
-    names = f"--{f.name}" + (f", -{f.short}" if f.short else "") + (" value" if f.kind else "")
+    value = "[=value]" if f.bare is not None else " value" if f.kind else ""
+    names = f"--{f.name}" + (f", -{f.short}" if f.short else "") + value
     return f"   {names:<28}{f.help}"
 
 

@@ -169,9 +169,13 @@ def _process(p: Reader) -> Process:
         p.fail("must be between -1000 and 1000", "oomScoreAdj")
     p.refuse("apparmorProfile", "AppArmor")
     p.refuse("selinuxLabel", "SELinux")
-    p.refuse("ioPriority", "process.ioPriority")
-    p.refuse("scheduler", "process.scheduler")
-    p.refuse("execCPUAffinity", "process.execCPUAffinity")
+    if any(k in p.obj for k in ("scheduler", "ioPriority", "execCPUAffinity")):
+        from pyrt import sched
+
+        fields["scheduler"], fields["io_priority"] = sched.scheduler(p), sched.io_priority(p)
+        fields["cpu_affinity"] = sched.cpu_affinity(p)
+        # as given: exec (process_json) takes them from the container, as runc
+        fields["sched_json"] = {k: p.obj[k] for k in ("scheduler", "ioPriority", "execCPUAffinity") if k in p.obj}
     p.refuse("commandLine", "process.commandLine (Windows)")
     return Process(**fields)
 
@@ -189,6 +193,7 @@ def process_json(proc: Process) -> dict:
            "noNewPrivileges": proc.no_new_privileges}
     if proc.oom_score_adj is not None:
         out["oomScoreAdj"] = proc.oom_score_adj
+    out.update(proc.sched_json)
     return out
 
 
@@ -280,7 +285,11 @@ def _linux(lx: Reader, s: dict) -> None:
     lx.refuse("mountLabel", "SELinux")
     s["time_offsets"] = time_offsets(lx, namespaces)
     s["net_devices"] = net_devices(lx, namespaces)
-    lx.refuse("memoryPolicy", "linux.memoryPolicy")
+    s["memory_policy"] = None
+    if "memoryPolicy" in lx.obj:
+        from pyrt import sched
+
+        s["memory_policy"] = sched.memory_policy(lx)
 
 
 def _device(d: Reader) -> Device:

@@ -67,7 +67,8 @@ def create_steps(hooks: dict[str, list[Hook]]) -> list[Step]:
 def steps(kind: str, hooks: dict[str, list[Hook]]) -> list[Step]:
     from pyrt.steps import Step
 
-    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args)) for h in hooks.get(kind, [])]
+    return [Step("hook", kind, h.timeout or 0, h.path, list(h.env), list(h.args), i)
+            for i, h in enumerate(hooks.get(kind, []))]
 
 
 # ----------------------------------------------------------------------------- the runtime's part
@@ -81,8 +82,8 @@ def at_sync(spec: Spec, container_id: str, init, annotations: dict) -> None:
         return
     init.wait(protocol.HOOKS)
     creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, annotations)
-    run("prestart", spec.hooks.get("prestart", []), creating)
-    run("createRuntime", spec.hooks.get("createRuntime", []), creating)
+    run("prestart", spec.hooks.get("prestart", []), creating, cwd=spec.bundle)  # runc: in the bundle
+    run("createRuntime", spec.hooks.get("createRuntime", []), creating, cwd=spec.bundle)
     created = dict(creating, status="created")
     data = jsonio.dumps(creating).encode() + b"\0" + jsonio.dumps(created).encode()
     # its length, then the bytes: the states may be longer than one datagram can be
@@ -139,37 +140,38 @@ def poststop(record) -> None:
         run("poststop", hooks, st, must_succeed=False)
 
 
-def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True) -> None:
-    """Run hooks in order, in the runtime's namespaces, the state JSON on stdin. With
+def run(kind: str, hooks: list[Hook], st: dict, must_succeed: bool = True, cwd: str | None = None) -> None:
+    """Run hooks in order, in the runtime's namespaces (in `cwd`), the state JSON on stdin. With
     `must_succeed` the first failure raises; otherwise each failure is a warning."""
     data = jsonio.dumps(st).encode()
-    for h in hooks:
+    for i, h in enumerate(hooks):
         try:
-            _run_one(kind, h, data)
+            _run_one(f"error running {kind} hook #{i}", h, data, cwd)
         except PyrtError as e:
             if must_succeed:
                 raise
             log.warning(str(e))
 
 
-def _run_one(kind: str, h: Hook, data: bytes) -> None:
+def _run_one(what: str, h: Hook, data: bytes, cwd: str | None) -> None:
+    """Run one hook; its failure in runc's words, `what` first ("error running KIND hook #N")."""
     import signal
     import subprocess
 
     env = dict(e.partition("=")[::2] for e in h.env)
     try:
         p = subprocess.Popen(h.args or [h.path], executable=h.path, env=env, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True, cwd=cwd)
     except OSError as e:
-        raise PyrtError(f"{kind} hook {h.path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"{what}: {h.path}: {os.strerror(e.errno).lower()}") from None
     try:
         out, _ = p.communicate(data, timeout=h.timeout)
     except subprocess.TimeoutExpired:
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
         p.stdout.close()
-        raise PyrtError(f"{kind} hook {h.path}: killed after its timeout of {h.timeout} s") from None
+        raise PyrtError(f"{what}: hook ran past specified timeout of {h.timeout:.1f}s") from None
     if p.returncode:
         how = f"killed by signal {-p.returncode}" if p.returncode < 0 else f"exit status {p.returncode}"
         text = " ".join(out[:512].decode(errors="replace").split())
-        raise PyrtError(f"{kind} hook {h.path}: {how}" + (f": {text}" if text else ""))
+        raise PyrtError(f"{what}: {h.path}: {how}" + (f", output: {text}" if text else ""))

@@ -72,14 +72,15 @@ def start(plan, slots: Slots, clone_flags: int, cg, before_go=None, go: bool = T
 
 
 class CreateOptions:
-    """The command line's choices for create and run (their checks are the gate's: config.py)."""
+    """The command line's choices for create and run (their checks are the gate's: config.py).
+    `trace`: --trace's trace.Tracer (None without it)."""
 
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False,
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, trace=None,
                  pidfd_socket: str | None = None) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
-        self.pidfd_socket = pidfd_socket
+        self.trace, self.pidfd_socket = trace, pidfd_socket
 
 
 def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
@@ -100,7 +101,11 @@ def create(root: str, container_id: str, spec, plan, opts: CreateOptions, consol
 
             userns.check_joined(spec, c.slots.fds[namespaces.slot("user")])
         for action in plan.parent:
-            getattr(c, action.name.replace("-", "_"))(*action.values)
+            step = getattr(c, action.name.replace("-", "_"))
+            if opts.trace is None:
+                step(*action.values)
+            else:
+                opts.trace.run(action.name, action.describe(), step, *action.values)
         return c.init
     except BaseException:
         c.fail()
@@ -157,6 +162,8 @@ class _Create:
         for slot, fd in self.cg.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
         self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init, go=False)
+        if self.opts.trace is not None:
+            self.opts.trace.attach(self.init)
         if self.spec.seccomp is not None and self.spec.seccomp.listener:
             self.init.on_listener = self._send_listener
 
@@ -221,7 +228,7 @@ class _Create:
             spec.oci_version, self.id, init.pid, spec.bundle, spec.root, log.rfc3339(nanos=True), self.annotations,
             procfs.start_time(init.pid), self.cg.to_state(), hooks.to_record(spec.hooks),
             config.process_json(spec.process), sorted(spec.namespaces), self.opts.no_new_keyring, spec.personality,
-            self.seccomp_flags)
+            self.seccomp_flags, memory_policy=spec.memory_policy)
         self.c.save()
         if pid_file:
             write_pid_file(self.opts.pid_file, init.pid, self.c.dir_fd)
@@ -320,10 +327,12 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 
 
 def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
-                 pidfd_socket: str | None = None) -> Init:
+                 trace=None, cgroup_subs: dict[str, str] | None = None, pidfd_socket: str | None = None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
-    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid), its
-    pidfd sent to `pidfd_socket` if given."""
+    exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid). The
+    container's lock `c` holds is released once pyrt-init is in the cgroup. `trace`: --trace's
+    trace.Tracer, or None; `cgroup_subs`: exec --cgroup's sub-cgroups; the process's pidfd is
+    sent to `pidfd_socket` if given."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
@@ -360,20 +369,42 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             cg = Cgroup.from_state(record.cgroup)
         if cg.bases() and not os.path.isdir(cg.dir):
             raise PyrtError("cannot exec in a stopped container (its cgroup is gone)")
-        for slot, fd in cg.open_v1_tasks().items():  # pyrt-init joins them itself
+        target = cg
+        if cgroup_subs:  # exec --cgroup: existing cgroups below the container's
+            from pyrt.subcgroup import SubCgroup
+
+            if record.cgroup.get("none"):
+                raise PyrtError("--cgroup: the container has no cgroup")
+            target = SubCgroup(cg, cgroup_subs)
+        for slot, fd in target.open_v1_tasks().items():  # pyrt-init joins them itself
             slots.add(slot, fd)
-        plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring, trace=log.debugging(),
+        plan_opts = planner.Options(c.id, preserve_fds, no_new_keyring=record.no_new_keyring,
+                                    trace=log.debugging() or trace is not None,
                                     seccomp=record.seccomp_flags if seccomp is not None else None,
                                     console="console" in slots.fds)
-        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality)
-        init = start(plan, slots, 0, cg)
-        if listener:
+        plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
+                                record.memory_policy)
+        if listener:  # the state now, while `c` is held
             from pyrt import hooks
 
             r = c.record
             st = hooks.state(r.oci_version, r.id, c.status().name, r.pid, r.bundle, r.annotations)
+        if trace is None:
+            init = start(plan, slots, 0, target)
+        else:
+            init = trace.run("spawn", "clone pyrt-init into the container's cgroup, send it the plan and \"go\"",
+                             start, plan, slots, 0, target)
+            trace.attach(init)
+        if listener:
             init.on_listener = lambda fd: seccomp_mod.send_listener(*listener, fd, init.pid, st)
-        init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        # the process is in the container's cgroup: from here a delete takes it along with the
+        # rest, and pause/resume must not wait for it (a paused container's exec waits for resume)
+        c.close()
+        if trace is None:
+            init.wait(b"")  # end-of-file: the execve happened (an error raises)
+        else:
+            trace.run("exec", "wait until pyrt-init has joined the container and exec'd (its socket closes)",
+                      init.wait, b"")
         if pidfd_sock >= 0:
             send_pidfd(pidfd_sock, init.pidfd, b"setns")
         return init

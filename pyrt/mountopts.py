@@ -10,10 +10,11 @@ from pyrt.kernel import FLAGS, MS_BIND, MS_REC, MS_REMOUNT, PROPAGATION, RECURSI
 class Options:
     """A mount's options, split the way mount(2) and mount_setattr(2) take them."""
 
-    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup", "idmap")
+    __slots__ = ("flags", "propagation", "attr_set", "attr_clr", "data", "copyup", "idmap", "cleared")
 
     def __init__(self, options: list[str] | tuple, where: str) -> None:
         self.flags = self.propagation = self.attr_set = self.attr_clr = 0
+        self.cleared = 0  # flags an option clears (rw, suid, dev, exec, atime, ...)
         self.copyup = False  # runc's tmpcopyup: the tmpfs starts with what it covers
         self.idmap = ""  # "idmap" or "ridmap" (recursive): an idmapped bind mount (mounts.idmapping)
         data = []
@@ -21,6 +22,7 @@ class Options:
             if opt in FLAGS:
                 set_, clear = FLAGS[opt]
                 self.flags = (self.flags | set_) & ~clear
+                self.cleared = (self.cleared | clear) & ~set_
             elif opt in PROPAGATION:
                 self.propagation |= PROPAGATION[opt]
             elif opt in RECURSIVE:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pyrt.errors import PyrtError
-from pyrt.kernel import MS_BIND, MS_REC
+from pyrt.kernel import MS_BIND, MS_REC, MS_REMOUNT
 from pyrt.spec import Mount
 from pyrt.steps import Fd, Step
 
@@ -39,27 +39,40 @@ def idmapping(mount: Mount, index: int, uid_maps: tuple, gid_maps: tuple) -> tup
     return uid_maps, gid_maps, opts.idmap == "ridmap"
 
 
-def idmapped_step(mount: Mount, index: int, bundle: str) -> Step:
+def idmapped_step(mount: Mount, index: int, bundle: str, dest: str | None = None) -> Step:
     """Attach mounts[index]'s idmapped tree, which the parent made (the kernel lets only the
     filesystem's owner, the host's root, idmap it: never the container's root)."""
     import os
 
     opts = mount.opts
     source = os.path.normpath(os.path.join(bundle, mount.source))
-    return Step("mount-idmapped", Fd(idmap_slot(index)), source, mount.destination, opts.flags & ~(MS_BIND | MS_REC),
+    return Step("mount-idmapped", Fd(idmap_slot(index)), source, dest or mount.destination,
+                opts.flags & ~(MS_BIND | MS_REC),
                 opts.propagation, opts.attr_set, opts.attr_clr)
 
 
-def mount_step(mount: Mount, opts: Options, bundle: str) -> Step:
-    """The step that performs one mounts[] entry. Bind sources are host paths (relative to the
+def mount_step(mount: Mount, opts: Options, bundle: str, dest: str | None = None, clear: int = 0) -> Step:
+    """The step that performs one mounts[] entry on `dest` (see in_root; by default its
+    destination), without the flags `clear`. Bind sources are host paths (relative to the
     bundle); the destination is always resolved inside the rootfs."""
     source = mount.source
     if opts.bind:
         import os
 
         source = os.path.normpath(os.path.join(bundle, source))
-    nosymlinks = mount.type in NO_SYMLINK_TYPES or mount.destination in ("/dev", "/proc", "/sys")
+    dest = dest or mount.destination
+    nosymlinks = mount.type in NO_SYMLINK_TYPES or dest in ("/dev", "/proc", "/sys")
+    flags = opts.flags & ~clear
+    if opts.bind and opts.cleared:  # as runc: the bind is remounted without the source's flags
+        flags |= MS_REMOUNT
     return Step(
-        "mount-copyup" if opts.copyup else "mount", source, mount.destination, "" if opts.bind else mount.type,
-        opts.flags, opts.propagation, opts.data, nosymlinks, opts.attr_set, opts.attr_clr,
+        "mount-copyup" if opts.copyup else "mount", source, dest, "" if opts.bind else mount.type,
+        flags, opts.propagation, opts.data, nosymlinks, opts.attr_set, opts.attr_clr,
     )
+
+
+def in_root(destination: str, root: str) -> str:
+    """As runc: a destination given as a path inside the rootfs on the host (`<rootfs>/mnt/p`)
+    means the path in the container (`/mnt/p`)."""
+    root = root.rstrip("/")
+    return destination[len(root):] if destination.startswith(root + "/") else destination

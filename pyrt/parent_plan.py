@@ -15,6 +15,34 @@ import os
 
 from pyrt.errors import PyrtError
 
+#: Each parent step's system calls and why it is there (`pyrt plan --explain`), beside describe()
+EXPLAIN = {
+    "state-dir": ("mkdir(2), open(2) O_DIRECTORY, flock(2)",
+                  "where state.json and the journal live; the lock keeps two commands on one container apart"),
+    "seccomp": ("seccomp_export_bpf (libseccomp), memfd_create(2), write(2)",
+                "compiled once on the host from linux.seccomp; kept so `exec` loads the same filter"),
+    "cgroup": ("mkdir(2), setxattr(2) trusted.pyrt.created, flock(2)",
+               "the container's cgroup in every hierarchy, journaled before each mkdir, marked as pyrt's after it"),
+    "no-cgroup": ("none", "rootless without a cgroup this user may write: nothing to make, nothing limits"),
+    "limit": ("open(2), write(2) of a cgroup file (bpf(2) for cgroup2 devices)",
+              "linux.resources, written before any process of the container runs"),
+    "fifo": ("mknod(2) S_IFIFO, open(2) O_RDWR", "pyrt-init waits on it until `pyrt start` writes into it"),
+    "idmap-trees": ("open_tree(2) OPEN_TREE_CLONE, mount_setattr(2) MOUNT_ATTR_IDMAP",
+                    "idmapped mounts are made on the host, where the source is reachable, and handed over by fd"),
+    "spawn": ("socketpair(2), memfd_create(2), clone3(2) CLONE_NEW*|CLONE_INTO_CGROUP, execveat(2)",
+              "pyrt-init starts already in the container's namespaces and cgroup, from a sealed copy (CVE-2019-5736)"),
+    "map-ids": ("write(2) to /proc/PID/uid_map, setgroups, gid_map (or newuidmap(1), newgidmap(1))",
+                "a new user namespace's ids are mapped from outside it, by its parent"),
+    "go": ("write(2) \"go\" on the sync socket", "pyrt holds what it needs of the new process: pyrt-init may start"),
+    "network": ("netlink (pyroute2): veth, bridge, address, route; nft for published ports",
+                "bridge mode only (--network bridge, -p): the host end of the container's eth0"),
+    "hooks": ("fork(2), execve(2), waitpid(2) of each hook; send(2) of the state",
+              "the OCI runtime's hooks run on the host while pyrt-init waits at hook-sync"),
+    "ready": ("recv(2) on the sync socket", "until READY nothing is promised: a failure of pyrt-init fails `create`"),
+    "record": ("write(2) + rename(2) of state.json (and the pid file)",
+               "what state, start, kill and delete read: written last, once everything exists"),
+}
+
 
 class Action:
     """One step of the parent: `name` and its values (what launch.py needs to do it)."""
@@ -143,10 +171,21 @@ def idmapped_trees(spec) -> list[tuple]:
     return out
 
 
-def render(parent: list[Action], child: list) -> str:
-    """`pyrt plan`'s text: the parent's steps, then pyrt-init's, one numbered step per line."""
+def render(parent: list[Action], child: list, explain: bool = False) -> str:
+    """`pyrt plan`'s text: the parent's steps, then pyrt-init's, one numbered step per line; with
+    `explain`, under each the system calls it becomes and why it is there."""
     lines = ["pyrt, on the host:"]
-    lines += [f"{i:3d}  {a.describe()}" for i, a in enumerate(parent)]
+    for i, a in enumerate(parent):
+        lines.append(f"{i:3d}  {a.describe()}")
+        if explain:
+            lines += _explained(*EXPLAIN[a.name])
     lines.append("pyrt-init, the container's first process:")
-    lines += [f"{i:3d}  {s.describe()}" for i, s in enumerate(child)]
+    for i, s in enumerate(child):
+        lines.append(f"{i:3d}  {s.describe()}")
+        if explain:
+            lines += _explained(s.type.calls, s.type.why)
     return "\n".join(lines)
+
+
+def _explained(calls: str, why: str) -> list[str]:
+    return [f"       syscalls: {calls}", f"       why: {why}"]

@@ -9,7 +9,7 @@ nothing: the fds a plan needs are named slots (steps.Fd), which whoever launches
 
 from __future__ import annotations
 
-from pyrt import cgroups, devices, hooks, mounts, namespaces, process
+from pyrt import cgroups, devices, hooks, mounts, namespaces, process, sched
 from pyrt.cgroups import Cgroup
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
@@ -59,6 +59,7 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     # 1. cgroups (cgroup2 came with clone3; the v1 hierarchies of a hybrid host now), then
     #    namespaces: the new ones came with clone3; join the others; the cgroup one last
     steps += [] if opts.no_cgroup else join_cgroups_steps(host)
+    steps += sched.initial_steps(proc, spec.memory_policy, execing=False)
     steps += namespaces.steps(spec)
     if "cgroup" in new:
         steps.append(Step("unshare", CLONE["cgroup"]))
@@ -69,20 +70,28 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     steps += root_propagation_steps(spec, opts)
     steps.append(Step("root", spec.root))
     cgroup = Cgroup.for_spec(spec.cgroups_path, opts.id, opts.root, host=host)
+    dev_readonly = False
     for i, m in enumerate(spec.mounts):
+        dest = mounts.in_root(m.destination, spec.root)
         if m.type in ("cgroup", "cgroup2") and opts.no_cgroup:  # rootless: the host's hierarchies, read-only
-            steps.append(Step("mount", "/sys/fs/cgroup", m.destination, "", MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID
+            steps.append(Step("mount", "/sys/fs/cgroup", dest, "", MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID
                               | MS_NODEV | MS_NOEXEC, 0, "", True, 0, 0))
         elif m.type in ("cgroup", "cgroup2"):
-            steps += cgroups.mount_steps(cgroup, m.destination, m.opts, "cgroup" in spec.namespaces, m.type)
+            steps += cgroups.mount_steps(cgroup, dest, m.opts, "cgroup" in spec.namespaces, m.type)
         elif mounts.idmapping(m, i, spec.uid_mappings, spec.gid_mappings):
-            steps.append(mounts.idmapped_step(m, i, spec.bundle))
+            steps.append(mounts.idmapped_step(m, i, spec.bundle, dest))
+        elif dest == "/dev" and m.opts.flags & MS_RDONLY and not m.opts.bind:
+            # as runc: read-only once /dev/pts, the devices, the console are in it
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle, dest, clear=MS_RDONLY))
+            dev_readonly = True
         else:
             m = userns_mount(m, spec, new)
-            steps.append(mounts.mount_step(m, m.opts, spec.bundle))
+            steps.append(mounts.mount_step(m, m.opts, spec.bundle, dest))
     steps += devices.steps(spec)
     if proc.terminal:
         steps.append(Step("console", Fd("console"), *proc.console_size))
+    if dev_readonly:
+        steps.append(Step("remount", "/dev", MS_RDONLY))
     if proc.cwd != "/":
         steps.append(Step("mkdir", proc.cwd))
     if "network" in new:
@@ -113,13 +122,15 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
     seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    if seccomp and proc.no_new_privileges:  # as runc: before the exec fifo (startContainer hooks run under it)
+        steps.append(seccomp)
 
     # 5. parked until `pyrt start`, then the startContainer hooks (with the container's
     #    credentials) and execve; a failure from here on reaches `start` through the exec fifo
     steps.append(Step("ready"))
     steps.append(Step("wait-start", Fd("fifo")))
     steps += hooks.steps("startContainer", spec.hooks)
-    steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
+    steps += process.exec_steps(proc, opts.preserve_fds)
     return Plan(steps)
 
 
@@ -161,13 +172,15 @@ def root_propagation_steps(spec: Spec, opts: Options) -> list[Step]:
 
 
 def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
-             personality: int | None = None) -> Plan:
+             personality: int | None = None, mempolicy: list | None = None) -> Plan:
     """What a process joining a container does (`exec`): its cgroup v1 hierarchies (cgroup2
     came with clone3; `host` is the container's layout, from its state), all its namespaces
     `kinds` in one setns on the init's pidfd, a fork to be inside its pid namespace, then the
-    same last steps as the container's own process (with the container's personality, as runc)."""
+    same last steps as the container's own process (with the container's personality and
+    memory policy, as runc)."""
     steps = [Step("trace")] if opts.trace else []
     steps += join_cgroups_steps(host)
+    steps += sched.initial_steps(proc, mempolicy, execing=True)
     if proc.oom_score_adj is not None:
         steps.append(Step("oom-score-adj", proc.oom_score_adj))  # through the host's /proc
     steps.append(Step("setns", Fd("pidfd"), sum(CLONE[k] for k in kinds)))
@@ -183,5 +196,6 @@ def for_exec(proc: Process, host: HostLayout, kinds: list[str], opts: Options,
     seccomp = seccomp_step(opts)
     steps += process.prepare_steps(proc, opts.id, opts.no_new_keyring)
     steps += process.become_steps(proc, opts.preserve_fds, seccomp)
+    steps += sched.final_steps(proc)
     steps += process.exec_steps(proc, opts.preserve_fds, seccomp)
     return Plan(steps)

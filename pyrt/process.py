@@ -4,13 +4,14 @@
     become_steps   credentials, capabilities, seccomp (privileged load), cwd, fds, umask: what
                    can fail is done before `create` reports ready, as runc does, so a bad
                    capability set fails `create`, not a container nobody watches any more
-    exec_steps     seccomp (with noNewPrivileges: right before execve), execve
+    exec_steps     seccomp (with noNewPrivileges: right before execve; `create` loads it before
+                   the exec fifo instead, as runc), execve
 """
 
 from __future__ import annotations
 
 from pyrt import capabilities
-from pyrt.kernel import RLIMITS, SECCOMP_FILTER_FLAG_NEW_LISTENER
+from pyrt.kernel import RLIMITS
 from pyrt.spec import Process
 from pyrt.steps import Step
 
@@ -21,6 +22,13 @@ def env_value(env: list[str], key: str) -> str | None:
         if k == key:
             return v
     return None
+
+
+def dedup_env(env: list[str]) -> list[str]:
+    """One entry per key, the last one given, in the order of the last ones (as runc and Go's
+    os/exec): `A=1 B=2 A=3` -> `B=2 A=3`."""
+    last = {e.partition("=")[0]: i for i, e in enumerate(env)}
+    return [e for i, e in enumerate(env) if last[e.partition("=")[0]] == i]
 
 
 def rlimit_steps(proc: Process) -> list[Step]:
@@ -36,8 +44,8 @@ def prepare_steps(proc: Process, container_id: str, no_new_keyring: bool) -> lis
     steps = rlimit_steps(proc)
     if not no_new_keyring:
         steps.append(Step("session-keyring", f"_ses.{container_id}"))
-    if env_value(proc.env, "HOME") is None:
-        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd
+    if not env_value(proc.env, "HOME"):
+        steps.append(Step("home", proc.uid))  # as runc: from the container's /etc/passwd (also for HOME=)
     steps.append(resolve_step(proc))
     return steps
 
@@ -48,15 +56,9 @@ def resolve_step(proc: Process) -> Step:
     return Step("resolve-exec", proc.args[0], env_value(proc.env, "PATH") or "", proc.cwd)
 
 
-def _late(proc: Process, seccomp: Step | None) -> bool:
-    """With noNewPrivileges the filter is loaded as late as possible: right before execve; but a
-    filter with a listener before `ready`, as runc, while the parent still takes its fd."""
-    return bool(seccomp) and proc.no_new_privileges and not seccomp.values[1] & SECCOMP_FILTER_FLAG_NEW_LISTENER
-
-
 def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
     """From the container's credentials to its cwd. Without noNewPrivileges the seccomp filter
-    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see _late."""
+    must be loaded here, while we still hold CAP_SYS_ADMIN (as runc); with it, see exec_steps."""
     caps = {k: capabilities.mask(proc.capabilities.get(k, [])) for k in capabilities.SETS}
     raisable = caps["ambient"] & caps["permitted"] & caps["inheritable"]
     if raisable != caps["ambient"]:
@@ -67,6 +69,7 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
         log.debug("ambient capabilities that are not also inheritable and permitted are not raised")
         caps["ambient"] = raisable
     steps = [Step("chown-stdio", proc.uid)] if proc.uid else []  # runc: the user may reopen /dev/stdout
+    steps.append(Step("chdir", proc.cwd, True))  # as runc: a cwd only root can enter works for any user
     if seccomp and not proc.no_new_privileges:
         steps.append(seccomp)
     steps += [
@@ -76,21 +79,18 @@ def become_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) 
     ]
     if proc.no_new_privileges:
         steps.append(Step("no-new-privileges"))
-    steps += [
-        Step("chdir", proc.cwd),
+    return steps + [
+        Step("chdir", proc.cwd, False),
         Step("close-fds", 3 + preserve_fds),
         Step("umask", 0o022 if proc.umask is None else proc.umask),
     ]
-    if seccomp and proc.no_new_privileges and not _late(proc, seccomp):
-        steps.append(seccomp)
-    return steps
 
 
 def exec_steps(proc: Process, preserve_fds: int, seccomp: Step | None = None) -> list[Step]:
-    """The very last: with noNewPrivileges the seccomp filter right before execve (the profile
-    need not allow pyrt-init's own calls), then execve."""
-    env = list(proc.env)
+    """The very last: with noNewPrivileges and `seccomp` given (exec), the seccomp filter right
+    before execve (the profile need not allow pyrt-init's own calls), then execve."""
+    env = dedup_env(proc.env)
     if preserve_fds:
         env.append(f"LISTEN_FDS={preserve_fds}")
-    steps = [seccomp] if _late(proc, seccomp) else []
+    steps = [seccomp] if seccomp and proc.no_new_privileges else []
     return steps + [Step("exec", bool(preserve_fds), env, list(proc.args))]

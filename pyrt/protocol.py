@@ -7,7 +7,9 @@ On the sync socket (SOCK_SEQPACKET: one message per datagram, fields NUL-termina
 MAPPED = b"mapped"  # parent -> child of clone3 in a new user namespace (native/spawn.c, before it is
 #                    pyrt-init): its uid_map and gid_map are written (pyrt/userns.py)
 GO = b"go"  # parent -> init: take the plan (the parent holds what it needs of the new process)
-STEP = b"step"  # init -> parent: INDEX, before each step when the plan starts with `trace`
+STEP = b"step"  # init -> parent: INDEX NS, before each step when the plan starts with `trace`: NS is
+#                 when the step starts, in CLOCK_MONOTONIC nanoseconds (pyrt-init's own clock, the
+#                 one time.monotonic_ns() reads): `--trace` times the child's steps with it
 PID = b"pid"  # init -> parent: PID, the process that goes on after a fork into a joined pid namespace
 HOOKS = b"hooks"  # init -> parent: stopped at hook-sync; the parent runs prestart and createRuntime,
 #                  then answers with two state JSONs for the init's hooks, "creating" NUL "created":

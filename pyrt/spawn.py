@@ -57,6 +57,7 @@ class Init:
     def __init__(self, pid: int, pidfd: int, sock: int, plan: Plan) -> None:
         self.pid, self.pidfd, self.sock, self.steps = pid, pidfd, sock, plan.child
         self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
+        self.tracer = None  # --trace's trace.Tracer: told of each message
         #: called with the seccomp listener fd pyrt-init sends (protocol.SECCOMP); closed after it
         self.on_listener = None
 
@@ -181,15 +182,24 @@ class Init:
                 raise PyrtError("unable to start container process: the seccomp listener fd did not arrive")
             elif kind == protocol.STEP:
                 index = int(fields[1])
+                if self.tracer:
+                    self.tracer.child_step(index, int(fields[2]))
                 log.debug(f"init step {index}: {self.steps[index].describe()}")
             elif kind == protocol.PID:
                 self.reap.append(self.pid)
                 self.pid = int(fields[1])
                 self.pidfd = _pidfd_reopen(self.pidfd, self.pid)
             elif kind == protocol.ERROR:
-                raise self._error(fields)
+                error = self._error(fields)
+                if self.tracer:
+                    self.tracer.child_end(int(fields[1]), str(error))
+                raise error
             elif kind == until:
+                if self.tracer and until == protocol.READY:
+                    self.tracer.child_ready()
                 return
+        if self.tracer:
+            self.tracer.child_end()
         if until:
             raise PyrtError(f"unable to start container process: {self._gone()}")
 

@@ -76,20 +76,26 @@ class Hook(Frozen):
 class Process(Frozen):
     """process (or exec's process.json). `capabilities`: set name ("bounding", ...) -> names
     (an absent set is empty); `rlimits`: (name, soft, hard), soft never above hard;
-    `console_size`: (rows, columns)."""
+    `console_size`: (rows, columns); `scheduler` (sched.Scheduler), `io_priority`, `cpu_affinity`
+    (execCPUAffinity's initial and final CPUs): pyrt.sched's reading, `sched_json` those fields
+    as given (exec takes them from the container's process)."""
 
     __slots__ = ("terminal", "console_size", "args", "env", "cwd", "uid", "gid", "umask", "additional_gids",
-                 "capabilities", "rlimits", "no_new_privileges", "oom_score_adj")
+                 "capabilities", "rlimits", "no_new_privileges", "oom_score_adj", "scheduler", "io_priority",
+                 "cpu_affinity", "sched_json")
 
     def __init__(self, args: tuple | list, cwd: str = "/", env: tuple | list = (), terminal: bool = False,
                  console_size: tuple[int, int] = (0, 0), uid: int = 0, gid: int = 0, umask: int | None = None,
                  additional_gids: tuple | list = (), capabilities: dict | None = None,
-                 rlimits: tuple | list = (), no_new_privileges: bool = False, oom_score_adj: int | None = None) -> None:
+                 rlimits: tuple | list = (), no_new_privileges: bool = False, oom_score_adj: int | None = None,
+                 scheduler=None, io_priority: int | None = None, cpu_affinity: tuple = (None, None),
+                 sched_json: dict | None = None) -> None:
         self._init(terminal=terminal, console_size=tuple(console_size), args=tuple(args), env=tuple(env), cwd=cwd,
                    uid=uid, gid=gid, umask=umask, additional_gids=tuple(additional_gids),
                    capabilities=FrozenDict((k, tuple(v)) for k, v in (capabilities or {}).items()),
                    rlimits=tuple(tuple(r) for r in rlimits), no_new_privileges=no_new_privileges,
-                   oom_score_adj=oom_score_adj)
+                   oom_score_adj=oom_score_adj, scheduler=scheduler, io_priority=io_priority,
+                   cpu_affinity=tuple(cpu_affinity), sched_json=FrozenDict(sched_json or {}))
 
 
 class Spec(Frozen):
@@ -102,13 +108,15 @@ class Spec(Frozen):
     annotations     final: the command line's --network/-p are in them already
     personality     linux.personality's domain as personality(2) takes it, or None
     time_offsets    linux.timeOffsets: clock ("monotonic", "boottime") -> (seconds, nanoseconds)
+    memory_policy   linux.memoryPolicy as pyrt.sched reads it, (mode, flags, nodes), or None
     net_devices     linux.netDevices: (host link, name in the container) pairs
     """
 
     __slots__ = ("bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
                  "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
                  "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-                 "sysctl", "seccomp", "personality", "network", "time_offsets", "net_devices")
+                 "sysctl", "seccomp", "personality", "network", "time_offsets", "memory_policy",
+                 "net_devices")
 
     def __init__(self, **fields: object) -> None:
         missing = set(self.__slots__) - fields.keys()

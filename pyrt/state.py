@@ -37,7 +37,7 @@ class Status:
     REFUSED = {
         "start": {"stopped": "cannot start a container that has stopped",
                   "running": "cannot start an already running container",
-                  "paused": "cannot start an already running container"},
+                  "paused": "cannot start a container in the paused state"},
         "kill": {"stopped": "container not running"},
         "delete": {"running": "cannot delete container {id} that is not stopped: running",
                    "paused": "cannot delete container {id} that is not stopped: paused"},
@@ -45,8 +45,7 @@ class Status:
         "exec": {"stopped": "cannot exec in a stopped container",
                  "paused": "cannot exec in a paused container (use --ignore-paused to override)"},
         "exec --ignore-paused": {"stopped": "cannot exec in a stopped container"},
-        "pause": {"created": "container not running", "stopped": "container not running",
-                  "paused": "container already paused"},
+        "pause": {"stopped": "container not running", "paused": "container already paused"},
         "resume": {"created": "container not paused", "running": "container not paused",
                    "stopped": "container not paused"},
         "update": {"stopped": "container not running"},
@@ -80,16 +79,18 @@ class Record:
     exec; `namespaces` the container's namespace types (exec joins them all)."""
 
     __slots__ = ("oci_version", "id", "pid", "bundle", "rootfs", "created", "owner", "annotations", "init_start",
-                 "cgroup", "hooks", "process", "namespaces", "no_new_keyring", "personality", "seccomp_flags")
+                 "cgroup", "hooks", "process", "namespaces", "no_new_keyring", "personality", "seccomp_flags",
+                 "memory_policy")
 
     def __init__(self, oci_version: str, id: str, pid: int, bundle: str, rootfs: str, created: str,
                  annotations: dict, init_start: str | None, cgroup: dict, hooks: dict, process: dict | None,
                  namespaces: list[str], no_new_keyring: bool = False, personality: int | None = None,
-                 seccomp_flags: int | None = None, owner: str = "") -> None:
+                 seccomp_flags: int | None = None, owner: str = "", memory_policy: list | None = None) -> None:
         self.oci_version, self.id, self.pid, self.bundle, self.rootfs = oci_version, id, pid, bundle, rootfs
         self.created, self.owner, self.annotations, self.init_start = created, owner, annotations, init_start
         self.cgroup, self.hooks, self.process, self.namespaces = cgroup, hooks, process, namespaces
         self.no_new_keyring, self.personality, self.seccomp_flags = no_new_keyring, personality, seccomp_flags
+        self.memory_policy = memory_policy  # linux.memoryPolicy (mode, flags, nodes): exec's too, as runc
 
     def to_json(self) -> dict:
         out = {"ociVersion": self.oci_version, "id": self.id, "pid": self.pid, "bundle": self.bundle,
@@ -98,6 +99,8 @@ class Record:
         if self.process is not None:
             out["exec"] = {"namespaces": self.namespaces, "process": self.process,
                            "noNewKeyring": self.no_new_keyring, "personality": self.personality}
+            if self.memory_policy is not None:
+                out["exec"]["memoryPolicy"] = self.memory_policy
         if self.seccomp_flags is not None:
             out["seccomp_flags"] = self.seccomp_flags  # for exec, with <state dir>/seccomp.bpf
         return out
@@ -109,7 +112,7 @@ class Record:
         return cls(obj["ociVersion"], obj["id"], obj["pid"], obj["bundle"], obj["rootfs"], obj["created"],
                    obj.get("annotations") or {}, obj.get("init_start"), obj["cgroup"], obj.get("hooks") or {},
                    ex.get("process"), ex.get("namespaces", []), ex.get("noNewKeyring", False), ex.get("personality"),
-                   obj.get("seccomp_flags"), obj.get("owner", ""))
+                   obj.get("seccomp_flags"), obj.get("owner", ""), ex.get("memoryPolicy"))
 
 
 class Container:
@@ -173,6 +176,9 @@ class Container:
 
     def close(self) -> None:
         if self.dir_fd >= 0:
+            # unlocked explicitly: a child cloned meanwhile may hold a copy of the fd until its
+            # execve closes it (or for long: exec's pyrt-init cloned into a frozen cgroup)
+            fcntl.flock(self.dir_fd, fcntl.LOCK_UN)
             os.close(self.dir_fd)
             self.dir_fd = -1
 
@@ -192,10 +198,10 @@ class Container:
     def status(self) -> Status:
         if not self.init_alive():
             name = "stopped"
+        elif self.cgroup().frozen():  # a created container can be paused too (runc 1.5)
+            name = "paused"
         elif os.path.exists(self.fifo):
             name = "created"
-        elif self.cgroup().frozen():
-            name = "paused"
         else:
             name = "running"
         return Status(name, self.id)
@@ -235,7 +241,8 @@ class Container:
 
 
 def list_ids(root: str) -> list[str]:
+    """The ids under `root`; as runc 1.5, a root that does not exist (yet) is an error."""
     try:
         return sorted(n for n in os.listdir(root) if not n.startswith("."))
-    except FileNotFoundError:
-        return []
+    except OSError as e:
+        raise PyrtError(f"open {os.path.abspath(root)}: {os.strerror(e.errno).lower()}") from None

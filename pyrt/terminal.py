@@ -41,14 +41,19 @@ class Relay:
         self.child_fd = -1
         self.master, _ = receive_pty(self.sock)
         self.sock.close()
+        # as runc: the container's "\n" reaches us as "\n" (our own terminal, raw below, and a
+        # pipe or file get what the program wrote), not the pty's default "\r\n"
+        mode = termios.tcgetattr(self.master)
+        mode[1] &= ~termios.ONLCR
+        termios.tcsetattr(self.master, termios.TCSANOW, mode)
         os.set_blocking(self.master, False)
         if os.isatty(0):
             self.saved = termios.tcgetattr(0)
             mode = termios.tcgetattr(0)
-            # raw mode, as cfmakeraw(3): the container's terminal does the line editing
+            # raw input, as cfmakeraw(3): the container's terminal does the line editing; output
+            # processing stays (as runc), our terminal turns the program's "\n" into "\r\n"
             mode[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP | termios.INLCR
                          | termios.IGNCR | termios.ICRNL | termios.IXON)
-            mode[1] &= ~termios.OPOST
             mode[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
             mode[2] = (mode[2] & ~(termios.CSIZE | termios.PARENB)) | termios.CS8
             termios.tcsetattr(0, termios.TCSANOW, mode)

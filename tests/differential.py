@@ -113,6 +113,7 @@ class Scenario:
     running: Callable[[Run, str, dict], dict] | None = None
     deleted: Callable[[Path], dict] | None = None
     timeout: float = 20  # seconds for create, and for the process to exit
+    cpus: set[int] | None = None  # the CPUs the runtime's commands run on (as under `taskset -c`)
 
 
 def normalize_mountinfo(text: str, bundle: Path) -> str:
@@ -190,6 +191,7 @@ def observe(binary: str, workdir: Path, scenario: Scenario) -> Observation:
     rt = [binary, "--root", str(state_root)]
 
     hung: list[str] = []
+    pin = (lambda: os.sched_setaffinity(0, scenario.cpus)) if scenario.cpus else None
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess:
         """The runtime's command line; output through files (a container that inherits a pipe
@@ -199,7 +201,7 @@ def observe(binary: str, workdir: Path, scenario: Scenario) -> Observation:
             try:
                 r = subprocess.run([*rt, *args], stdout=out, stderr=err, timeout=CALL_TIMEOUT, cwd="/",
                                    input=input.encode() if input is not None else None,
-                                   stdin=subprocess.DEVNULL if input is None else None)
+                                   stdin=subprocess.DEVNULL if input is None else None, preexec_fn=pin)
             except subprocess.TimeoutExpired:
                 hung.append(" ".join(args))
                 return subprocess.CompletedProcess(args, -1, "", f"timed out: {' '.join(args)}")
@@ -214,7 +216,8 @@ def observe(binary: str, workdir: Path, scenario: Scenario) -> Observation:
         with open(bundle / "stdout", "w") as out, open(bundle / "stderr", "w+") as err:
             try:
                 r = subprocess.run([*rt, "create", "--bundle", str(bundle), *scenario.create_args, cid],
-                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout, cwd="/")
+                                   stdin=subprocess.DEVNULL, stdout=out, stderr=err, timeout=timeout, cwd="/",
+                                   preexec_fn=pin)
             except subprocess.TimeoutExpired:
                 hung.append("create")
                 r = subprocess.CompletedProcess([], -1)

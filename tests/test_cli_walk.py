@@ -141,7 +141,6 @@ def test_refused_command_says_so_in_one_line(tmp_path, command):
     assert r.returncode != 0 and len(lines) == 1 and command in lines[0], lines
 
 
-@pytest.mark.xfail(strict=True, reason="pyrt differs: run --keep is accepted and ignored (the container is deleted)")
 def test_run_keep_keeps_the_stopped_container(rt, bundle):
     """runc's meaning of run --keep: the stopped container stays for `state` until delete."""
     bundle.args("true").write()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from conftest import RUNC_1_5
+from conftest import RUNC_1_5, base_config
 from differential import Run, Scenario, compare, edit, row
 
 pytestmark = pytest.mark.differential
@@ -60,18 +62,20 @@ def normalize(text: str, cid: str, pid: int) -> str:
 
 
 def call(run: Run, cid: str, state: dict, args: tuple, input: str | None = None) -> dict:
-    """One command line call: its status, normalized output, error class and last error line."""
+    """One command line call: its status, normalized output, error class and last error message."""
     r = run(*(cid if a == "ID" else a.replace("BUNDLE", str(run.bundle)) for a in args), input=input)
     lines = r.stderr.strip().splitlines()
     return {"rc": r.returncode, "out": normalize(r.stdout, cid, state["pid"]),
             "err": (len(lines), all("level=error" in line for line in lines) if lines else None),
-            "msg": lines[-1] if lines else ""}
+            "msg": re.sub(r'^.*msg="(.*)"$', r"\1", lines[-1]).replace(cid, "ID") if lines else ""}
 
 
-def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None) -> Scenario:
+def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), config=None, files=None,
+        cpus: set[int] | None = None) -> Scenario:
     """A scenario whose container runs `args`; at `when` (created, running, paused or stopped)
     each of `calls` (a tuple of arguments, ID for the container's id; a dict of files to write
-    first in the bundle) is made; host.rc/out/err/msg are the last call's."""
+    first in the bundle) is made; host.rc/out/err/msg are the last call's. `cpus`: the runtime
+    runs pinned to them (`taskset -c`)."""
     def at(run: Run, cid: str, state: dict) -> dict:
         if when == "paused":
             run("pause", cid)
@@ -95,8 +99,8 @@ def cli(name: str, when: str, *calls: tuple, args: tuple = ("sleep", "30"), conf
         if config:
             config(config_)
     # a created-time scenario still gets a `running` step: it ends the sleep at once
-    return Scenario(name, edit_config, **({"created": at, "running": lambda *_: {}} if when == "created"
-                                          else {"running": at}))
+    return Scenario(name, edit_config, cpus=cpus, **({"created": at, "running": lambda *_: {}} if when == "created"
+                                                      else {"running": at}))
 
 
 def created(name: str, *args: str, **kw) -> Scenario:
@@ -168,6 +172,13 @@ OUT = ("host.rc", "host.out", "host.err")
 PROBE = ("sh", "-c", "grep -E '^(Uid|Gid|Groups|CapBnd|CapEff|NoNewPrivs)' /proc/self/status; pwd; echo A=$A")
 PROCESS_JSON = json.dumps({"args": ["sh", "-c", "id; pwd; echo $A"], "cwd": "/tmp", "env": ["A=1", "PATH=/bin"],
                            "user": {"uid": 1, "gid": 1}})
+#: exec's process.json with the runtime-spec 1.2/1.3 process fields (execCPUAffinity applies to
+#: exec'd processes only: "not applicable to the container's init process")
+SCHED_JSON = json.dumps({"args": ["sh", "-c", "grep Cpus_allowed_list /proc/self/status; cut -d' ' -f19,41 "
+                                  "/proc/self/stat; ionice"], "cwd": "/", "env": ["PATH=/bin"],
+                         "user": {"uid": 0, "gid": 0}, "execCPUAffinity": {"initial": "0", "final": "1"},
+                         "scheduler": {"policy": "SCHED_BATCH", "nice": 7},
+                         "ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}})
 
 ROWS = [
     # state
@@ -197,8 +208,10 @@ ROWS = [
     *(row(f"kill/{sig}", running(f"kill-{sig}", "kill", "ID", sig), "host.rc", "host.err", "rc")
       for sig in ("KILL", "SIGKILL", "9", "TERM", "SIGUSR1", "sigkill", "kill")),
     row("kill/default-TERM", running("kill-default", "kill", "ID"), "host.rc", "rc"),
-    row("kill/0", running("kill-0", "kill", "ID", "0"), "host.rc", "host.err",
-        differs="kill with signal 0 is refused; runc 1.5 checks the process exists (exit 0)"),
+    row("kill/0", running("kill-0", "kill", "ID", "0"), "host.rc", "host.err"),
+    row("kill/0-created", created("kill-0-created", "kill", "ID", "0"), "host.rc", "host.err"),
+    row("kill/0-stopped", stopped("kill-0-stopped", "kill", "ID", "0"), "host.rc", "host.err", "host.msg"),
+    row("kill/--all-0", running("kill-all-0", "kill", "--all", "ID", "0"), "host.rc", "host.err"),
     row("kill/unknown-signal", running("kill-bad", "kill", "ID", "SIGNOPE"), "host.rc", "host.err"),
     row("kill/created", created("kill-created", "kill", "ID", "KILL"), "host.rc", "host.err"),
     row("kill/stopped", stopped("kill-stopped", "kill", "ID", "KILL"), "host.rc", "host.err"),
@@ -216,8 +229,12 @@ ROWS = [
     row("start/stopped", stopped("start-stopped", "start", "ID"), "host.rc", "host.err"),
     # pause, resume
     row("pause/running", running("pause", "pause", "ID"), "host.rc", "host.err"),
-    row("pause/created", created("pause-created", "pause", "ID"), "host.rc", "host.err",
-        differs="pause of a created container is refused; runc 1.5 pauses it"),
+    row("pause/created", created("pause-created", "pause", "ID"), "host.rc", "host.err"),
+    row("pause/created-state", cli("pause-created-state", "created", ("pause", "ID"), ("list",)), *OUT),
+    row("pause/created-then-start", cli("pause-created-start", "created", ("pause", "ID"), ("start", "ID")),
+        "host.rc", "host.err", "host.msg"),
+    row("pause/created-then-resume", cli("pause-created-resume", "created", ("pause", "ID"), ("resume", "ID"),
+                                         ("list",)), *OUT),
     row("pause/paused", cli("pause-paused", "paused", ("pause", "ID")), "host.rc", "host.err"),
     row("resume/running", running("resume-running", "resume", "ID"), "host.rc", "host.err"),
     row("pause/stopped", stopped("pause-stopped", "pause", "ID"), "host.rc", "host.err"),
@@ -235,6 +252,16 @@ ROWS = [
                                        config=lambda c: c["process"].update(noNewPrivileges=False)), *OUT),
     row("exec/--process", running("exec-process", "exec", "--process", "BUNDLE/process.json", "ID",
                                   files={"process.json": PROCESS_JSON}), *OUT),
+    row("exec/--process-with-affinity+scheduler+ioPriority", running(
+        "exec-sched", "exec", "--process", "BUNDLE/process.json", "ID", files={"process.json": SCHED_JSON}), *OUT),
+    row("exec/takes-the-container's-scheduler+ioPriority+memoryPolicy", running(
+        "exec-inherits", "exec", "ID", "sh", "-c", "cut -d' ' -f19,41 /proc/self/stat; ionice; grep heap "
+        "/proc/self/numa_maps | cut -d' ' -f2", config=lambda c: (
+            c["process"].update(scheduler={"policy": "SCHED_BATCH", "nice": 4},
+                                ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 5}),
+            c["linux"].update(memoryPolicy={"mode": "MPOL_INTERLEAVE", "nodes": "0"}))), *OUT),
+    row("exec/under-taskset", running("exec-taskset", "exec", "ID", "grep", "Cpus_allowed_list", "/proc/self/status",
+                                      cpus={0}), *OUT),
     row("exec/--tty-without-console-socket", running("exec-tty", "exec", "--tty", "ID", "true"), "host.rc",
         "host.err", differs="exec --tty whose stdio is not a terminal (and no --console-socket) runs; runc 1.5 "
                             "exits 255"),
@@ -244,12 +271,9 @@ ROWS = [
     row("exec/--cgroup-missing", running("exec-cgroup-missing", "exec", "--cgroup", "sub", "ID", "true"), "host.rc",
         "host.err"),
     row("exec/--cgroup", Scenario("exec-cgroup", edit(lambda c: c["process"].update(args=["sleep", "30"])),
-                                  running=exec_in_sub_cgroup), "host.rc", "host.out",
-        differs="exec --cgroup is refused; runc 1.5 runs the process in that (existing) sub-cgroup"),
+                                  running=exec_in_sub_cgroup), "host.rc", "host.out"),
     row("exec/--ignore-paused-then-resume", Scenario("exec-paused", edit(lambda c: c["process"].update(
-        args=["sleep", "30"])), running=exec_while_paused), "host.exec", "host.resume",
-        differs="exec holds the container's lock while its process runs: resume (and pause, kill, delete) of that "
-                "container waits for it, so exec --ignore-paused of a paused container never ends; runc 1.5 resumes"),
+        args=["sleep", "30"])), running=exec_while_paused), "host.exec", "host.resume"),
     row("exec/paused-without---ignore-paused", cli("exec-paused-no", "paused", ("exec", "ID", "true")),
         "host.rc", "host.err"),
     row("exec/--apparmor", running("exec-apparmor", "exec", "--apparmor", "unconfined", "ID", "true"),
@@ -261,9 +285,7 @@ ROWS = [
     row("exec/exit-status", running("exec-exit", "exec", "ID", "sh", "-c", "exit 7"), "host.rc"),
     row("kill/KILL-in-the-host-pid-namespace", Scenario("kill-host-pidns", edit(lambda c: c["linux"].update(
         namespaces=[n for n in c["linux"]["namespaces"] if n["type"] != "pid"]) or c["process"].update(
-        args=["sh", "-c", "sleep 30 & sleep 30"])), running=kill_and_count), "host.left",
-        differs="kill KILL of a container in the host's pid namespace signals only its init (its other processes "
-                "live on); runc 1.5 kills every process of the container"),
+        args=["sh", "-c", "sleep 30 & sleep 30"])), running=kill_and_count), "host.left"),
     # events, update
     row("events/--stats", running("events-stats", "events", "--stats", "ID"), "host.rc", "host.out",
         differs="events --stats: the keys and types of the stats object differ from runc 1.5's (see the row's diff)"),
@@ -298,7 +320,6 @@ def terminal_output(binary: str, workdir: Path) -> bytes:
     import os
     import shutil
     import subprocess
-    import uuid
 
     from conftest import BUSYBOX_ROOTFS, base_config
     from test_console import Receiver
@@ -339,8 +360,30 @@ def test_terminal_output_line_endings(differ, tmp_path):
     assert ours == runc, (ours, runc)
 
 
-@pytest.mark.xfail(strict=True, reason="pyrt differs: list on a missing --root prints an empty table (as runc 1.1 "
-                                       "did); runc 1.5 fails: open ROOT: no such file or directory")
+def test_run_with_a_terminal_passes_newlines_unchanged(differ, tmp_path):
+    """`run` of a terminal: true container without --console-socket: the runtime relays the
+    pty; what reaches its stdout (here a pipe) has the program's "\n", not the pty's "\r\n"."""
+    from conftest import BINARY, BUSYBOX_ROOTFS
+
+    out = {}
+    for name, binary in (("pyrt", BINARY), ("runc", str(RUNC_1_5))):
+        bundle = tmp_path / name
+        bundle.mkdir()
+        config = base_config(["printf", "a\nb\n"])
+        config["root"]["path"] = str(BUSYBOX_ROOTFS)
+        config["root"]["readonly"] = True
+        config["process"]["terminal"] = True
+        (bundle / "config.json").write_text(json.dumps(config))
+        master, slave = os.openpty()  # runc wants its stdin a terminal
+        try:
+            r = subprocess.run([binary, "--root", str(tmp_path / f"{name}-state"), "run", "--bundle", str(bundle),
+                                "t" + uuid.uuid4().hex[:8]], stdin=slave, capture_output=True, timeout=30)
+        finally:
+            os.close(master), os.close(slave)
+        out[name] = (r.returncode, r.stdout.replace(b"\0", b""))  # runc writes a NUL byte first
+    assert out["pyrt"] == out["runc"] == (0, b"a\nb\n"), out
+
+
 def test_list_with_a_missing_root(differ, tmp_path):
     """`list` when --root does not exist (yet): what a fresh host shows."""
     from conftest import BINARY

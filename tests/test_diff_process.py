@@ -25,8 +25,33 @@ def user(**fields):
 NOBODY = {"uid": 65534, "gid": 65534}
 NICE = {k: ["CAP_SYS_NICE"] for k in ("bounding", "effective", "permitted")}
 
-
-SCHED = "process.scheduler is refused; runc 1.5 sets it (sched_setattr)"
+#: process.scheduler values beyond the rows above: each compared on where it stops and what the
+#: shell's scheduling looks like
+SCHEDULERS = {
+    "SCHED_DEADLINE": {"policy": "SCHED_DEADLINE", "runtime": 1000000, "deadline": 10000000, "period": 10000000},
+    "SCHED_OTHER-nice--5": {"policy": "SCHED_OTHER", "nice": -5},
+    "SCHED_BATCH-reset-on-fork": {"policy": "SCHED_BATCH", "nice": 3, "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+}
+#: ... and values that fail create (the gate's, runc's validation's or the kernel's refusal)
+BAD_SCHEDULERS = {
+    "SCHED_RR-reset-on-fork-without-rt-runtime": {"policy": "SCHED_RR", "priority": 1,
+                                                  "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+    "SCHED_DEADLINE-runtime-above-deadline": {"policy": "SCHED_DEADLINE", "runtime": 20000000, "deadline": 10000000,
+                                             "period": 10000000},
+    "nice-out-of-range": {"policy": "SCHED_OTHER", "nice": 30},
+    "priority-for-SCHED_BATCH": {"policy": "SCHED_BATCH", "priority": 5},
+    "runtime-for-SCHED_OTHER": {"policy": "SCHED_OTHER", "runtime": 1000},
+    "unknown-policy": {"policy": "SCHED_NOSUCH"},
+    "no-policy": {"nice": 1},
+    "unknown-flag": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_NOSUCH"]},
+}
+IO_PRIORITIES = {
+    "realtime-0": {"class": "IOPRIO_CLASS_RT", "priority": 0},
+}
+BAD_IO_PRIORITIES = {
+    "priority-8": {"class": "IOPRIO_CLASS_BE", "priority": 8},
+    "unknown-class": {"class": "IOPRIO_CLASS_NOSUCH", "priority": 1},
+}
 
 
 def caps(**sets):
@@ -75,10 +100,12 @@ ROWS = [
     row("args/empty", Scenario("no-args", args()), "error"),
     row("args/PATH-from-env", Scenario("path-env", proc(args=["echo", "x"], env=["PATH=/nosuch"])), "error"),
     # process.env
-    row("env/duplicate-key", Scenario("env-dup", proc(env=["A=1", "A=2", "PATH=/bin"])), "env",
-        differs="duplicate env keys both reach the process; runc 1.5 keeps the last"),
-    row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env",
-        differs="an empty HOME= is kept; runc 1.5 fills it from /etc/passwd"),
+    row("env/duplicate-key", Scenario("env-dup", proc(env=["A=1", "A=2", "PATH=/bin"])), "env"),
+    row("env/duplicate-keys-order", Scenario("env-dup-order", proc(env=["A=1", "B=2", "PATH=/bin", "A=3", "B=4",
+                                                                        "C=5"])), "env"),
+    row("env/HOME-empty", Scenario("env-home-empty", proc(env=["HOME=", "PATH=/bin"])), "env"),
+    row("env/HOME-empty-between", Scenario("env-home-between", proc(env=["A=1", "HOME=", "PATH=/bin"], user=NOBODY)),
+        "env"),
     row("env/HOME-from-passwd-for-uid", Scenario("env-home-nobody", proc(env=["PATH=/bin"], user=NOBODY)), "env"),
     row("env/no-PATH", Scenario("env-no-path", proc(env=["A=1"], args=["/bin/sh", "-c", "tr '\\0' '\\n' "
                                                                      "</proc/$$/environ"])), "rc", "stdout"),
@@ -93,9 +120,7 @@ ROWS = [
     row("cwd/relative", Scenario("cwd-relative", proc(cwd="tmp")), "error"),
     row("cwd/a-file", Scenario("cwd-file", proc(cwd="/etc/passwd")), "error"),
     row("cwd/root-only-dir-as-nobody", Scenario("cwd-root-only", extra("", cwd="/root", user=NOBODY),
-                                                rootfs=lambda r: (r / "root").chmod(0o700)), "rc", "cwd",
-        differs="a cwd only root can enter, for a non-root user: the process exits 126 without a word; runc 1.5 "
-                "enters it before dropping privileges"),
+                                                rootfs=lambda r: (r / "root").chmod(0o700)), "rc", "cwd"),
     # process.user
     row("user/uid+gid", Scenario("uid-gid", user(uid=1000, gid=1000)), "status"),
     row("user/additionalGids", Scenario("gids", user(uid=1000, gid=1000, additionalGids=[10, 20, 1000])), "status"),
@@ -145,19 +170,26 @@ ROWS = [
     # process.scheduler, ioPriority, execCPUAffinity (runtime-spec 1.2/1.3)
     row("scheduler/SCHED_BATCH-nice", Scenario("sched-batch", proc(scheduler={"policy": "SCHED_BATCH", "nice": 5},
                                                                               capabilities=NICE)),
-        "sched", differs=SCHED),
-    row("scheduler/SCHED_IDLE", Scenario("sched-idle", proc(scheduler={"policy": "SCHED_IDLE"})), "sched",
-        differs=SCHED),
+        "sched"),
+    row("scheduler/SCHED_IDLE", Scenario("sched-idle", proc(scheduler={"policy": "SCHED_IDLE"})), "sched"),
     row("scheduler/SCHED_FIFO-without-rt-runtime", Scenario("sched-fifo", proc(scheduler={"policy": "SCHED_FIFO",
                                                                                           "priority": 10},
                                                                                capabilities=NICE)),
-        "error", "words:error setting scheduler: operation not permitted", differs=SCHED),
+        "error", "words:error setting scheduler: operation not permitted"),
     row("ioPriority/best-effort-3", Scenario("ioprio", proc(ioPriority={"class": "IOPRIO_CLASS_BE", "priority": 3})),
-        "sched", differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
-    row("ioPriority/idle", Scenario("ioprio-idle", proc(ioPriority={"class": "IOPRIO_CLASS_IDLE"})), "sched",
-        differs="process.ioPriority is refused; runc 1.5 sets it (ioprio_set)"),
+        "sched"),
+    *(row(f"scheduler/{name}", Scenario(f"sched-{name}", proc(scheduler=sched, capabilities=NICE)), "stage", "sched")
+      for name, sched in SCHEDULERS.items()),
+    *(row(f"scheduler/{name}", Scenario(f"sched-{name}", proc(scheduler=sched, capabilities=NICE)), "error")
+      for name, sched in BAD_SCHEDULERS.items()),
+    *(row(f"ioPriority/{name}", Scenario(f"ioprio-{name}", proc(ioPriority=io)), "stage", "sched")
+      for name, io in IO_PRIORITIES.items()),
+    *(row(f"ioPriority/{name}", Scenario(f"ioprio-{name}", proc(ioPriority=io)), "error")
+      for name, io in BAD_IO_PRIORITIES.items()),
+    row("ioPriority/idle", Scenario("ioprio-idle", proc(ioPriority={"class": "IOPRIO_CLASS_IDLE"})), "sched"),
     row("execCPUAffinity/final", Scenario("affinity", proc(execCPUAffinity={"initial": "0", "final": "1"})),
-        "status", differs="process.execCPUAffinity is refused; runc 1.5 pins the process (final: 1)"),
+        "status"),
+    row("cpus/not-inherited-from-the-runtime", Scenario("taskset", cpus={0}), "status"),
     row("execCPUAffinity/bad", Scenario("affinity-bad", proc(execCPUAffinity={"final": "nosuch"})), "error"),
     # process.consoleSize without a terminal: ignored
     row("consoleSize-without-terminal", Scenario("console-size", proc(consoleSize={"height": 10, "width": 40})),

@@ -241,11 +241,11 @@ def test_failing_poststart_and_poststop_are_only_logged(rt, bundle, tmp_path):
     bundle.args("sleep", "1000")
     cid = rt.create(bundle)
     r = rt("start", cid)
-    assert r.returncode == 0 and "poststart hook /bin/sh: exit status 5" in r.stderr
+    assert r.returncode == 0 and "error running poststart hook #0: /bin/sh: exit status 5" in r.stderr
     assert rt.state(cid)["status"] == "running"
     assert log_of(out) == ["poststart"]
     r = rt("delete", "--force", cid)
-    assert r.returncode == 0 and "poststop hook /bin/sh: exit status 5" in r.stderr
+    assert r.returncode == 0 and "error running poststop hook #0: /bin/sh: exit status 5" in r.stderr
     assert log_of(out) == ["poststart", "poststop"]
     assert rt("state", cid).returncode == 1
 

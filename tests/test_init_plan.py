@@ -80,7 +80,8 @@ def test_the_whole_plan_is_read_before_a_step_runs():
 
 def test_no_fixed_number_of_steps_or_list_items():
     """10000 steps, and a step with 100000 arguments, are read whole (the last step runs)."""
-    plan = tokens(*[Step("umask", 0)] * 10000, Step("hook", "createContainer", 0, "/nonexistent", [], ["arg"] * 100000))
+    plan = tokens(*[Step("umask", 0)] * 10000,
+                  Step("hook", "createContainer", 0, "/nonexistent", [], ["arg"] * 100000, 0))
     assert run_plan(plan) == (10000, 22, "createContainer hook /nonexistent: no container state (no hook-sync step)")
 
 

@@ -69,7 +69,7 @@ static int uid_is(const char *field, unsigned long long uid)
 }
 
 /*
- * home UID: the process's env has no HOME: take UID's home directory from the container's
+ * home UID: the process's env has no HOME (or an empty one): take UID's home directory from the container's
  * /etc/passwd (read inside the root), or "/", as runc does; exec adds it.
  */
 void step_home(const union arg *a)
@@ -103,12 +103,24 @@ void step_home(const union arg *a)
 	snprintf(ctx.home, sizeof ctx.home, "HOME=%s", dir);
 }
 
-/* chdir PATH: resolved inside the root, never through a magic link or leaked fd
- * (CVE-2024-21626); done after the user switch so permissions are the user's. */
+/*
+ * chdir PATH EARLY: resolved inside the root, never through a magic link or leaked fd
+ * (CVE-2024-21626). As runc, tried first while still root (EARLY: a directory only root may
+ * enter works for any user; a permission error, e.g. root squashed on NFS, waits), then, if
+ * that did not succeed, after the user switch with the user's permissions.
+ */
 void step_chdir(const union arg *a)
 {
 	const char *path = a[0].s;
+	if (ctx.cwd_done)
+		return;
 	int fd = open_in_root(path, O_PATH | O_DIRECTORY, IN_ROOT, 0);
+	if (a[1].b) {
+		if (fd < 0 && (errno == EACCES || errno == EPERM))
+			return;
+		if (fd >= 0)
+			ctx.cwd_done = 1;
+	}
 	if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
 		/* a seccomp profile loaded before this step (no noNewPrivileges) may deny openat2:
 		 * plain chdir, then make sure we did not land outside the root (CVE-2024-21626) */
@@ -162,8 +174,14 @@ void step_exec(const union arg *a)
 		snprintf(listen, sizeof listen, "LISTEN_PID=%d", getpid());
 		envp[nenv++] = listen;
 	}
-	if (ctx.home[0])
-		envp[nenv] = ctx.home;
+	if (ctx.home[0]) {   /* at the end, an empty HOME= dropped (as runc) */
+		size_t kept = 0;
+		for (size_t i = 0; i < nenv; i++)
+			if (strcmp(envp[i], "HOME=") != 0)
+				envp[kept++] = envp[i];
+		envp[kept] = ctx.home;
+		envp[kept + 1] = NULL;
+	}
 	execve(ctx.exe, a[2].strs.v, envp);
 	fail(errno, "exec: \"%s\"", ctx.exe);
 }

@@ -93,9 +93,9 @@ static int read_output(int *fd, char *out, size_t size, size_t *got)
 }
 
 /*
- * hook KIND TIMEOUT PATH ENV ARGS: run a createContainer or startContainer hook in the
+ * hook KIND TIMEOUT PATH ENV ARGS INDEX: run a createContainer or startContainer hook in the
  * container's namespaces, with the state on its stdin and no fd of ours (3 and up close on
- * exec). After TIMEOUT seconds (0: never) its process group is killed. A hook that cannot be
+ * exec); a createContainer hook in the rootfs directory, as runc. After TIMEOUT seconds (0: never) its process group is killed. A hook that cannot be
  * executed, fails or times out fails the step; the message carries the start of its output.
  *
  * The state is written as the hook reads it (it may be longer than a pipe holds, and the hook
@@ -104,6 +104,7 @@ static int read_output(int *fd, char *out, size_t size, size_t *got)
 void step_hook(const union arg *a)
 {
 	const char *kind = a[0].s, *path = a[2].s, *state = hook_state[strcmp(kind, "startContainer") == 0];
+	unsigned long long nr = a[5].u;   /* its index among the hooks of its kind: runc's words */
 	char **envp = a[3].strs.v, **argv = a[4].strs.v;
 	char *only_path[] = { (char *)path, NULL }, output[512];
 	int in[2], out[2], err[2], e = 0, status;
@@ -122,6 +123,8 @@ void step_hook(const union arg *a)
 	if (pid == 0) {
 		signal(SIGPIPE, SIG_DFL);
 		setpgid(0, 0);
+		if (strcmp(kind, "createContainer") == 0 && ctx.root >= 0)
+			(void)!fchdir(ctx.root);   /* as runc: in the rootfs (not pivoted into yet) */
 		dup2(in[0], 0);
 		dup2(out[1], 1);
 		dup2(out[1], 2);
@@ -136,7 +139,7 @@ void step_hook(const union arg *a)
 	close(err[1]);
 	if (read(err[0], &e, sizeof e) == sizeof e) {
 		waitpid(pid, NULL, 0);
-		fail(e, "%s hook %s", kind, path);
+		fail(e, "error running %s hook #%llu: %s", kind, nr, path);
 	}
 	close(err[0]);
 	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
@@ -154,7 +157,7 @@ void step_hook(const union arg *a)
 		if (r == 0) {
 			kill(-pid, SIGKILL);
 			waitpid(pid, NULL, 0);
-			fail(0, "%s hook %s: killed after its timeout of %d s", kind, path, timeout);
+			fail(0, "error running %s hook #%llu: hook ran past specified timeout of %d.0s", kind, nr, timeout);
 		}
 		if (p[2].revents) {
 			ssize_t w = write(in[1], state + sent, len - sent);
@@ -203,6 +206,8 @@ void step_hook(const union arg *a)
 		if (output[i] == '\n')
 			output[i] = ' ';
 	if (WIFSIGNALED(status))
-		fail(0, "%s hook %s: killed by signal %d%s%s", kind, path, WTERMSIG(status), got ? ": " : "", output);
-	fail(0, "%s hook %s: exit status %d%s%s", kind, path, WEXITSTATUS(status), got ? ": " : "", output);
+		fail(0, "error running %s hook #%llu: %s: killed by signal %d%s%s", kind, nr, path, WTERMSIG(status),
+		     got ? ", output: " : "", output);
+	fail(0, "error running %s hook #%llu: %s: exit status %d%s%s", kind, nr, path, WEXITSTATUS(status),
+	     got ? ", output: " : "", output);
 }

@@ -9,6 +9,7 @@
  *   dev.c       device nodes and /dev's symlinks
  *   terminal.c  the container's terminal and exec's
  *   creds.c     rlimits, keyring, credentials, capabilities, seccomp
+ *   sched.c     CPU affinity, memory policy, scheduling policy, I/O priority
  *   hooks.c     createContainer and startContainer hooks
  *   exec.c      finding the program, HOME, cwd, fds, execve
  *
@@ -53,6 +54,7 @@ struct ctx {
 	int trace;                /* send "step" messages */
 	long index;               /* the step being executed */
 	int fifo;                 /* the exec fifo, kept after wait-start until execve */
+	int cwd_done;             /* chdir succeeded before the user switch */
 	char exe[PATH_MAX];       /* set by resolve-exec, used by exec */
 	char home[PATH_MAX + 5];  /* "HOME=..." set by home, added by exec */
 	int have_tty;             /* the terminal pyrt-init allocated (console, pty), for chown-stdio: */

@@ -142,11 +142,12 @@ static void remount_fd(const char *dest, unsigned long long resolve, unsigned lo
  * tmpcopyup fills the tmpfs before anyone can see it, and its mount id marks it as the
  * container's own (see is_own_mount) once it is attached.
  */
-static int new_tmpfs(const char *src, unsigned long flags, const char *data)
+static int new_tmpfs(const char *src, unsigned long flags, const char *data, int mode)
 {
-	/* superblock flags (MS_SILENT, MS_POSIXACL, MS_I_VERSION have no key: tmpfs needs none) */
+	/* superblock flags (MS_SILENT, MS_POSIXACL, MS_I_VERSION have no key: tmpfs needs none);
+	 * `ro` makes the mount read-only, not the superblock (as runc: mountinfo says rw there) */
 	static const struct { unsigned long ms; const char *key; } sb[] = {
-		{ MS_RDONLY, "ro" }, { MS_SYNCHRONOUS, "sync" }, { MS_DIRSYNC, "dirsync" },
+		{ MS_SYNCHRONOUS, "sync" }, { MS_DIRSYNC, "dirsync" },
 		{ MS_LAZYTIME, "lazytime" }, { MS_MANDLOCK, "mand" },
 	};
 	static const struct { unsigned long ms; unsigned attr; } per_mount[] = {
@@ -175,9 +176,16 @@ static int new_tmpfs(const char *src, unsigned long flags, const char *data)
 		char *value = strchr(opt, '=');
 		if (value)
 			*value++ = '\0';
+		if (strcmp(opt, "mode") == 0)
+			mode = -1;   /* given: it wins */
 		if (*opt)
 			CHECK(syscall(SYS_fsconfig, fs, value ? FSCONFIG_SET_STRING : FSCONFIG_SET_FLAG, opt, value, 0));
 		opt = next;
+	}
+	if (mode >= 0) {   /* no mode=: the mode of the directory it covers, as runc */
+		char m[16];
+		snprintf(m, sizeof m, "%o", (unsigned)mode);
+		CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", m, 0));
 	}
 	CHECK(syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0));
 	unsigned long long attr = flags & MS_STRICTATIME ? MOUNT_ATTR_STRICTATIME
@@ -193,15 +201,18 @@ static int new_tmpfs(const char *src, unsigned long flags, const char *data)
 
 /*
  * Set what mount(2) cannot set while making a mount, on the attached mount MNT itself (through
- * its fd, never its path): per-mount FLAGS (a bind remount: they replace the bind's own;
- * with ADD, added to them), PROPAGATION, and the recursive attributes ATTR_SET/ATTR_CLR.
+ * its fd, never its path): per-mount FLAGS (a bind remount: they replace the bind's own, as
+ * do no flags with MS_REMOUNT, the plan's sign that options cleared some; with ADD, added to
+ * them), PROPAGATION, and the recursive attributes ATTR_SET/ATTR_CLR.
  */
 static void finish_mount(int mnt, unsigned long flags, int add, unsigned long prop,
 			 unsigned long long attr_set, unsigned long long attr_clr)
 {
 	char p[64];
 	fdpath(p, sizeof p, mnt);
-	if (flags)
+	int remount = flags != 0;   /* MS_REMOUNT alone: remount with no flag (options cleared some) */
+	flags &= ~(unsigned long)MS_REMOUNT;
+	if (remount)
 		CHECK(remount_bind(p, mnt, flags | (add ? mount_flags(mnt) : 0)));
 	if (prop)
 		CHECK(mount(NULL, p, NULL, prop, NULL));
@@ -248,7 +259,8 @@ static void mount_entry(const union arg *a, int copyup)
 	if ((create == 'd') != (S_ISDIR(dt.st_mode) != 0))
 		fail(ENOTDIR, "mount destination %s is %s", dest, create == 'd' ? "not a directory" : "a directory");
 	if (srcfd >= 0 || strcmp(type, "tmpfs") == 0) {
-		int mnt = srcfd >= 0 ? clone_tree(srcfd, flags & MS_REC) : new_tmpfs(src, flags, data);
+		int mnt = srcfd >= 0 ? clone_tree(srcfd, flags & MS_REC)
+				     : new_tmpfs(src, flags, data, made ? -1 : (int)(dt.st_mode & 07777));
 		if (copyup && !made)
 			copy_up(dst, mnt);
 		attach(mnt, dst);
@@ -337,7 +349,8 @@ void step_mask(const union arg *a)
 	CHECK(fstat(fd, &st));
 	fdpath(p, sizeof p, fd);
 	if (S_ISDIR(st.st_mode)) {
-		CHECK(mount("tmpfs", p, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=0,mode=0555"));
+		/* as runc: read-only, room for no file (its one inode is its root) */
+		CHECK(mount("tmpfs", p, "tmpfs", MS_RDONLY, "size=4k,nr_inodes=1"));
 	} else {
 		int null = dev_null();
 		fdpath(np, sizeof np, null);

@@ -1,5 +1,5 @@
-/* Generated from pyrt/steps.py and pyrt/protocol.py by `python -m pyrt.steps`: do not edit.
- * tests/test_unit_steps.py checks that it is up to date. */
+/* Generated from pyrt/steps.py and pyrt/protocol.py by `python -m pyrt.cheader`: do not edit.
+ * tests/unit/test_plan.py checks that it is up to date. */
 #ifndef PYRT_STEPS_H
 #define PYRT_STEPS_H
 
@@ -25,6 +25,10 @@ enum step_id {
 	STEP_JOIN_CGROUPS,
 	STEP_FORK,
 	STEP_OOM_SCORE_ADJ,
+	STEP_CPU_AFFINITY,
+	STEP_MEMPOLICY,
+	STEP_SCHEDULER,
+	STEP_IOPRIO,
 	STEP_PROPAGATION,
 	STEP_ROOT,
 	STEP_MOUNT,
@@ -77,6 +81,10 @@ void step_ns_root(const union arg *a);
 void step_join_cgroups(const union arg *a);
 void step_fork(const union arg *a);
 void step_oom_score_adj(const union arg *a);
+void step_cpu_affinity(const union arg *a);
+void step_mempolicy(const union arg *a);
+void step_scheduler(const union arg *a);
+void step_ioprio(const union arg *a);
 void step_propagation(const union arg *a);
 void step_root(const union arg *a);
 void step_mount(const union arg *a);
@@ -132,6 +140,10 @@ static const struct step_type {
 	[STEP_JOIN_CGROUPS] = { "join-cgroups", "F", { "tasks" } },
 	[STEP_FORK] = { "fork", "", { 0 } },
 	[STEP_OOM_SCORE_ADJ] = { "oom-score-adj", "i", { "value" } },
+	[STEP_CPU_AFFINITY] = { "cpu-affinity", "I", { "cpus" } },
+	[STEP_MEMPOLICY] = { "mempolicy", "uuI", { "mode", "flags", "nodes" } },
+	[STEP_SCHEDULER] = { "scheduler", "uiuuuuu", { "policy", "nice", "priority", "flags", "runtime", "deadline", "period" } },
+	[STEP_IOPRIO] = { "ioprio", "u", { "value" } },
 	[STEP_PROPAGATION] = { "propagation", "su", { "target", "flags" } },
 	[STEP_ROOT] = { "root", "s", { "path" } },
 	[STEP_MOUNT] = { "mount", "sssuusbuu", { "source", "dest", "fstype", "flags", "propagation", "data", "nosymlinks", "attr_set", "attr_clr" } },
@@ -145,7 +157,7 @@ static const struct step_type {
 	[STEP_PTY] = { "pty", "fuu", { "socket", "rows", "cols" } },
 	[STEP_LO_UP] = { "lo-up", "", { 0 } },
 	[STEP_HOOK_SYNC] = { "hook-sync", "", { 0 } },
-	[STEP_HOOK] = { "hook", "susSS", { "kind", "timeout", "path", "env", "args" } },
+	[STEP_HOOK] = { "hook", "susSSu", { "kind", "timeout", "path", "env", "args", "index" } },
 	[STEP_SYSCTL] = { "sysctl", "ss", { "path", "value" } },
 	[STEP_READONLY] = { "readonly", "s", { "path" } },
 	[STEP_MASK] = { "mask", "s", { "path" } },
@@ -165,7 +177,7 @@ static const struct step_type {
 	[STEP_USER] = { "user", "uuI", { "uid", "gid", "groups" } },
 	[STEP_CAPS] = { "caps", "uuuu", { "effective", "permitted", "inheritable", "ambient" } },
 	[STEP_NO_NEW_PRIVILEGES] = { "no-new-privileges", "", { 0 } },
-	[STEP_CHDIR] = { "chdir", "s", { "path" } },
+	[STEP_CHDIR] = { "chdir", "sb", { "path", "early" } },
 	[STEP_CLOSE_FDS] = { "close-fds", "u", { "first" } },
 	[STEP_UMASK] = { "umask", "u", { "mask" } },
 	[STEP_READY] = { "ready", "", { 0 } },
@@ -184,6 +196,10 @@ static void (*const STEP_FUNCTIONS[STEP_COUNT])(const union arg *) = {
 	[STEP_JOIN_CGROUPS] = step_join_cgroups,
 	[STEP_FORK] = step_fork,
 	[STEP_OOM_SCORE_ADJ] = step_oom_score_adj,
+	[STEP_CPU_AFFINITY] = step_cpu_affinity,
+	[STEP_MEMPOLICY] = step_mempolicy,
+	[STEP_SCHEDULER] = step_scheduler,
+	[STEP_IOPRIO] = step_ioprio,
 	[STEP_PROPAGATION] = step_propagation,
 	[STEP_ROOT] = step_root,
 	[STEP_MOUNT] = step_mount,

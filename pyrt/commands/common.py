@@ -35,7 +35,26 @@ def create_options(opts: dict, bundle: str):
     check_console_socket(opts["console-socket"])
     check_console_socket(opts["pidfd-socket"], "pidfd socket")
     return CreateOptions(bundle, opts["pid-file"], opts["console-socket"], opts["preserve-fds"], opts["no-pivot"],
-                         opts["no-new-keyring"], opts["pidfd-socket"])
+                         opts["no-new-keyring"], pidfd_socket=opts["pidfd-socket"])
+
+
+def tracer(opts: dict, command: str):
+    """--trace's trace.Tracer, or None (and pyrt.trace is not even imported)."""
+    if opts["trace"] is None:
+        return None
+    from pyrt import trace
+
+    return trace.Tracer.open_file(opts["trace"], command, 3 + opts["preserve-fds"])
+
+
+#: --trace's words for the two steps before the plan's (create and run)
+CONFIG = "read config.json and the flags through the gate (config.load)"
+PLAN = "probe the host, plan both halves (commands.common.prepare)"
+
+
+def timed(trace, name: str, text: str, fn, *args):
+    """`fn(*args)`, one of pyrt's steps: traced with --trace (`trace` a trace.Tracer), else just done."""
+    return fn(*args) if trace is None else trace.run(name, text, fn, *args)
 
 
 def overrides(opts: dict, relay: bool = False):
@@ -75,6 +94,7 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
             cg = rootless_.NoCgroup(cg.owner, own_pidns)
     parent = parent_plan.for_create(spec, cg, os.path.join(root, container_id), bpf, bool(opts.pid_file))
     plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
-                                trace=log.debugging(), seccomp=spec.seccomp.flags if bpf is not None else None,
+                                trace=log.debugging() or opts.trace is not None,
+                                seccomp=spec.seccomp.flags if bpf is not None else None,
                                 console=spec.process.terminal, root=root, no_cgroup=not cg.bases())
     return Plan(planner.for_create(spec, layout, plan_opts).child, parent)

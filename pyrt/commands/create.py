@@ -14,7 +14,13 @@ def main(g, opts: dict, args: list[str]) -> int:
 
     bundle = opts["bundle"] or "."
     options = common.create_options(opts, bundle)
-    spec = config.load(bundle, common.overrides(opts))
-    init = launch.create(g.root, args[0], spec, common.prepare(g.root, args[0], spec, options, g.rootless), options)
-    init.close()
+    trace = options.trace = common.tracer(opts, f"create {args[0]}")
+    try:
+        spec = common.timed(trace, "config", common.CONFIG, config.load, bundle, common.overrides(opts))
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, args[0], spec, options, g.rootless)
+        launch.create(g.root, args[0], spec, plan, options).close()
+    finally:
+        if trace is not None:
+            trace.finish(" (to `create`'s return; pyrt-init's last steps run at `pyrt start`)")
     return 0
+

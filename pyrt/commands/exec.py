@@ -25,17 +25,33 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 
 def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
-    from pyrt import launch
-    from pyrt.state import Container
+    from pyrt.commands.common import tracer
 
     _check_flags(opts)
+    trace = tracer(opts, f"exec {container_id}")
+    if trace is None:
+        return _exec_traced(root, container_id, argv, opts, None)
+    try:
+        return _exec_traced(root, container_id, argv, opts, trace)
+    finally:
+        trace.finish()
+
+
+def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trace) -> int:
+    """exec, with --trace's tracer or None."""
+    from pyrt import launch
+    from pyrt.commands.common import timed
+    from pyrt.state import Container
+
     relay = forward = init = None
-    c = Container.load(root, container_id)  # held until the process runs: no delete meanwhile
+    # held until the process is in the cgroup: no delete meanwhile
+    c = timed(trace, "state", "read and lock the container's state.json", Container.load, root, container_id)
     try:
         c.status().require("exec --ignore-paused" if opts["ignore-paused"] else "exec")
         if c.record.process is None:
             raise PyrtError(f"container {container_id} was created by an older pyrt: recreate it to exec")
-        proc = _process(opts, argv, c.record.process)
+        proc = timed(trace, "process", "the process (the container's, with the flags, or --process) through the gate",
+                     _process, opts, argv, c.record.process)
         detach, console_socket = opts["detach"], opts["console-socket"]
         if detach and proc.terminal and not console_socket:
             raise PyrtError("cannot allocate tty if pyrt will detach without setting console socket")
@@ -50,7 +66,9 @@ def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
 
                 relay = Relay(3 + opts["preserve-fds"])
         init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
-                                   opts["pidfd-socket"])
+                                   trace, _cgroup_subs(opts["cgroup"]), opts["pidfd-socket"])
+        if trace is not None:
+            trace.finish(" (to the process's execve)")
         if relay:
             relay.receive()
         if opts["pid-file"]:
@@ -85,11 +103,19 @@ def _check_flags(opts: dict) -> None:
         raise PyrtError("--process-label: pyrt cannot apply SELinux labels")
     if opts["apparmor"]:
         raise PyrtError("--apparmor: pyrt cannot apply AppArmor profiles")
-    if opts["cgroup"]:
-        raise PyrtError("--cgroup: pyrt runs exec'd processes in the container's own cgroup only")
+    _cgroup_subs(opts["cgroup"])
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
     check_console_socket(opts["pidfd-socket"], "pidfd socket")
+
+
+def _cgroup_subs(values: list[str]) -> dict[str, str] | None:
+    """exec --cgroup in runc's syntax (subcgroup.parse), or None."""
+    if not values:
+        return None
+    from pyrt import subcgroup
+
+    return subcgroup.parse(values)
 
 
 def _process(opts: dict, argv: list[str], base: dict):

@@ -1,5 +1,7 @@
 """`pyrt kill ID [SIGNAL]`: pidfd_send_signal to the container's init, or with --all to every
-process of the container (cgroup.kill where its whole cgroup is its own)."""
+process of the container (cgroup.kill where its whole cgroup is its own). As runc 1.5: signal 0
+only checks that the init lives; SIGKILL of a container without a pid namespace of its own goes
+to all its processes (killing an init kills the rest of its pid namespace only when it has one)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,11 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 
 def parse_signal(text: str) -> int:
-    """A signal by name (KILL, SIGKILL) or number, as runc's kill accepts it."""
+    """A signal by name (KILL, SIGKILL) or number, as runc's kill accepts it (0, as kill(2):
+    only whether the process is there)."""
     if text.isdigit():
         sig = int(text)
-        if 0 < sig < signal.NSIG:
+        if 0 <= sig < signal.NSIG:
             return sig
     else:
         name = text.upper()
@@ -40,6 +43,9 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
             c.cgroup().kill(sig)
             return
         c.status().require("kill")
+        if sig == signal.SIGKILL and "pid" not in c.record.namespaces:
+            c.cgroup().kill(sig)
+            return
         try:
             pidfd = os.pidfd_open(c.record.pid)
         except ProcessLookupError:

@@ -11,6 +11,10 @@ from pyrt.errors import PyrtError
 def main(g, opts: dict, args: list[str]) -> int:
     from pyrt import jsonio, state
 
+    try:  # a missing root fails, as in runc 1.5 (runc 1.1 printed an empty table)
+        os.close(os.open(g.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+    except OSError as e:
+        raise PyrtError(f"open {g.root}: {os.strerror(e.errno).lower()}") from None
     rows = []
     for cid in state.list_ids(g.root):
         try:

@@ -1,6 +1,6 @@
 """`pyrt run ID` (bundle from --bundle or the current directory), or `pyrt run BUNDLE_DIR`:
 create + start, then in the foreground wait (forwarding signals, relaying a terminal) and
-delete. Exits with the container's status (128+N if killed by signal N)."""
+delete (unless --keep). Exits with the container's status (128+N if killed by signal N)."""
 
 from __future__ import annotations
 
@@ -17,15 +17,24 @@ def main(g, opts: dict, args: list[str]) -> int:
         bundle, generated = target, True
         target = f"{os.path.basename(os.path.abspath(target))}-{os.urandom(4).hex()}"
     options = common.create_options(opts, bundle)
-    spec = config.load(bundle, common.overrides(opts, relay=not opts["detach"]))
-    code = run(g.root, target, options, spec, common.prepare(g.root, target, spec, options, g.rootless), opts["detach"])
+    trace = options.trace = common.tracer(opts, f"run {target}")
+    try:
+        spec = common.timed(trace, "config", common.CONFIG, config.load, bundle,
+                            common.overrides(opts, relay=not opts["detach"]))
+        plan = common.timed(trace, "plan", common.PLAN, common.prepare, g.root, target, spec, options, g.rootless)
+        code = run(g.root, target, options, spec, plan, opts["detach"], opts["keep"])
+    finally:
+        if trace is not None:
+            trace.finish()  # if the container ran, at its execve already
     if generated and opts["detach"]:
         sys.stdout.write(target + "\n")  # the id pyrt chose: needed for kill and delete
     return code
 
 
-def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
+def run(root: str, container_id: str, opts, spec, plan, detach: bool, keep: bool = False) -> int:
+    """With `keep` (runc's --keep) the stopped container stays, for `state`, until `delete`."""
     from pyrt import launch
+    from pyrt.commands import common
     from pyrt.commands.delete import delete
     from pyrt.commands.start import start
 
@@ -52,7 +61,10 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
     try:
         if relay:
             relay.receive()
-        start(root, container_id, init)
+        common.timed(opts.trace, "start", "write into the exec fifo; wait for pyrt-init's execve (its socket closes)",
+                     start, root, container_id, init)
+        if opts.trace is not None:
+            opts.trace.finish(" (to the container's execve)")
         if detach:
             init.close()
             return 0
@@ -61,7 +73,7 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
         init.close()
         status = forward.wait_exit(init.pid, relay)
     except BaseException:
-        if not detach:
+        if not detach and not keep:
             delete(root, container_id, force=True)
         raise
     finally:
@@ -69,5 +81,6 @@ def run(root: str, container_id: str, opts, spec, plan, detach: bool) -> int:
             relay.close()
         if forward:
             forward.restore()
-    delete(root, container_id, force=True)
+    if not keep:
+        delete(root, container_id, force=True)
     return status

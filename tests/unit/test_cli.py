@@ -55,12 +55,12 @@ def test_usage_lists_every_command_and_flag():
 
 
 @pytest.mark.parametrize("text,number", [("KILL", 9), ("SIGKILL", 9), ("kill", 9), ("15", 15), ("SIGRTMIN", 34),
-                                         ("hup", 1), ("64", 64)])
+                                         ("hup", 1), ("64", 64), ("0", 0)])
 def test_signals(text, number):
     assert kill.parse_signal(text) == number
 
 
-@pytest.mark.parametrize("text", ["0", "65", "SIGNOPE", "", "-9", "9x", "SIG_DFL"])
+@pytest.mark.parametrize("text", ["65", "SIGNOPE", "", "-9", "9x", "SIG_DFL"])
 def test_bad_signals(text):
     with pytest.raises(PyrtError, match="unknown signal"):
         kill.parse_signal(text)
@@ -120,3 +120,36 @@ def test_durations(text, seconds):
 def test_bad_durations(text, words):
     with pytest.raises(PyrtError, match=words):
         events.parse_duration(text)
+
+
+def test_exec_cgroup_argument():
+    """runc's exec --cgroup: PATH for every hierarchy, or CONTROLLER[,CONTROLLER]:PATH (one path
+    per controller); refused in runc's words where runc refuses."""
+    from pyrt.subcgroup import parse
+
+    assert parse(["sub"]) == {"": "sub"}
+    assert parse(["cpu,memory:a/b", "pids:c"]) == {"cpu": "a/b", "memory": "a/b", "pids": "c"}
+    assert parse(["name=systemd:s"]) == {"name=systemd": "s"}
+    for bad, words in ((["x", "y"], "missing <controller>: prefix"), ([",cpu:x"], "empty <controller> prefix"),
+                       ([":x"], "empty <controller> prefix"), (["cpu:a", "cpu:b"], "controller cpu specified")):
+        with pytest.raises(PyrtError, match=words):
+            parse(bad)
+
+
+def test_exec_sub_cgroup_stays_in_the_container():
+    """The sub-cgroup's directories, as runc joins them: `/a`, `a/`, `a/../b` below the
+    container's cgroup; `..` out of it refused; a controller prefix moves that v1 hierarchy only."""
+    from pyrt.cgroups import Cgroup
+    from pyrt.subcgroup import SubCgroup
+
+    cg = Cgroup("/u", "pyrt/t/c", {"cpu": "/v1/cpu", "memory": "/v1/memory"})
+    assert SubCgroup(cg, {"": "/a"}).dir == SubCgroup(cg, {"": "a/"}).dir == "/u/pyrt/t/c/a"
+    assert SubCgroup(cg, {"": "a/../b"}).dir == "/u/pyrt/t/c/b"
+    assert SubCgroup(cg, {"cpu": "a"}).dir == "/u/pyrt/t/c"  # cgroup2 stays the container's
+    assert SubCgroup(cg, {"cpu": "a"})._dir("/v1/cpu", ["cpu"]) == "/v1/cpu/pyrt/t/c/a"
+    assert SubCgroup(cg, {"cpu": "a"})._dir("/v1/memory", ["memory"]) == "/v1/memory/pyrt/t/c"
+    for sub in ("..", "../x", "a/../../x"):
+        with pytest.raises(PyrtError, match="bad sub cgroup path"):
+            _ = SubCgroup(cg, {"": sub}).dir
+    with pytest.raises(PyrtError, match="unknown controller pids in SubCgroupPaths"):
+        SubCgroup(cg, {"pids": "a"})

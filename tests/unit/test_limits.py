@@ -113,7 +113,7 @@ def test_refused_at_the_gate(resources, words):
     ({"cpu": {"realtimeRuntime": 5}}, v2_host, "cpu.realtimeRuntime: cgroup v2 has no realtime CPU bandwidth"),
     ({"network": {"classID": 5}}, v2_host, "network.classID: the net_cls controller is not available on this host"),
     ({"unified": {"memory.high": "1"}}, v1_host,
-     "unified.memory.high: the memory controller is on a cgroup v1 hierarchy on this host"),
+     "unified.memory.high: invalid configuration: cannot use unified on cgroup v1"),
     ({"unified": {"nosuch.max": "1"}}, v2_host, "unified.nosuch.max: nosuch is not a cgroup v2 controller"),
 ])
 def test_refused_by_this_host(tmp_path, resources, host, words):

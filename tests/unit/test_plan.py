@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from configs import base_config
 
+from pyrt import cheader, devices, kernel, mountopts, mounts, planner, process, spec, steps
 from pyrt import config as gate
-from pyrt import devices, kernel, mountopts, mounts, planner, process, spec, steps
 from pyrt.errors import PyrtError
 from pyrt.host import HostLayout
 from pyrt.steps import Fd, Step
@@ -67,7 +67,7 @@ def test_the_life_of_an_init_in_order(bundle_dir):
         first(plan, "home", 0), first(plan, "resolve-exec", "true"),
         # credentials and capabilities before `ready`, as runc: their failures fail `create`
         first(plan, "cap-bounding"), first(plan, "user", 0, 0, ()), first(plan, "caps"),
-        first(plan, "no-new-privileges"), first(plan, "chdir", "/work"), first(plan, "close-fds", 3),
+        first(plan, "no-new-privileges"), first(plan, "chdir", "/work", False), first(plan, "close-fds", 3),
         first(plan, "umask", 0o022), first(plan, "ready"), first(plan, "wait-start", Fd("fifo")),
         first(plan, "hook", "startContainer"), first(plan, "exec"),
     ]
@@ -368,10 +368,10 @@ def test_a_step_is_checked_when_it_is_built(name, values, why):
 
 
 def test_the_c_header_is_generated_from_the_schema():
-    """native/init/steps.h is `python -m pyrt.steps`' output: a step changed here and not
+    """native/init/steps.h is `python -m pyrt.cheader`' output: a step changed here and not
     regenerated there fails this (and pyrt-init would refuse every plan that uses it)."""
     header = Path(__file__).resolve().parent.parent.parent / "native" / "init" / "steps.h"
-    assert header.read_text() == steps.header(), "run: python -m pyrt.steps > native/init/steps.h"
+    assert header.read_text() == cheader.header(), "run: python -m pyrt.cheader > native/init/steps.h"
     for t in steps.TYPES.values():
         assert set(t.kinds) <= set(steps.KINDS), t.name
         assert len(set(t.fields)) == len(t.fields), t.name
@@ -438,7 +438,7 @@ def test_a_joined_user_namespace_owns_the_new_ones(bundle_dir):
     s = make_spec(bundle_dir, change)
     assert namespaces.clone_flags(s) == 0
     plan = make_plan(s)
-    assert ops(plan)[:4] == ["setns", "ns-root", "unshare", "fork"]
+    assert [o for o in ops(plan) if o != "cpu-affinity"][:4] == ["setns", "ns-root", "unshare", "fork"]
     new = plan[first(plan, "unshare")]["flags"]
     assert new == sum(kernel.CLONE[k] for k in ("pid", "network", "ipc", "uts", "mount"))
 
@@ -473,3 +473,58 @@ def test_idmapped_mounts_are_the_parents_trees(bundle_dir):
         (7, "/srv", ((0, 100000, 65536),), ((0, 100000, 65536),), True, True),
         (8, "/srv", ((0, 1, 2),), ((0, 3, 4),), False, False)]
     assert {"idmap:7", "idmap:8"} <= set(steps.Plan(plan).slots())
+
+
+def test_scheduling_steps_come_first_and_final_affinity_is_exec_only(bundle_dir):
+    """The CPUs (every one: not the affinity of whoever ran pyrt), memory policy, scheduler and
+    I/O priority right after the cgroups, while pyrt-init holds every capability; execCPUAffinity
+    only for exec (the runtime-spec: "not applicable to the container's init process")."""
+    fields = {"scheduler": {"policy": "SCHED_DEADLINE", "runtime": 1, "deadline": 2, "period": 3,
+                            "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+              "ioPriority": {"class": "IOPRIO_CLASS_IDLE"}, "execCPUAffinity": {"initial": "0-2,5", "final": "1"}}
+    s = make_spec(bundle_dir, lambda c: (c["process"].update(fields),
+                                         c["linux"].update(memoryPolicy={"mode": "MPOL_BIND", "nodes": "0,2",
+                                                                         "flags": ["MPOL_F_STATIC_NODES"]})))
+    plan = make_plan(s, HYBRID_HOST)
+    assert ops(plan)[:5] == ["join-cgroups", "cpu-affinity", "mempolicy", "scheduler", "ioprio"]
+    assert plan[1].values == ((),) and "cpu-affinity" not in ops(plan)[5:]
+    assert plan[2].values == (2, 1 << 15, (0, 2))
+    assert plan[3].values == (6, 0, 0, 1, 1, 2, 3)
+    assert plan[4].values == (3 << 13,)
+    ex = planner.for_exec(s.process, V2_HOST, ["mount", "pid"], planner.Options("cid")).child
+    assert ex[0] == Step("cpu-affinity", [0, 1, 2, 5])
+    assert ex[-2] == Step("cpu-affinity", [1]) and ex[-1].name == "exec"
+    assert "mempolicy" not in ops(ex)
+
+
+@pytest.mark.parametrize(("where", "value", "words"), [
+    ("process", {"scheduler": {"policy": "SCHED_FIFO", "priority": 100}}, "process.scheduler.priority"),
+    ("process", {"scheduler": {"policy": "SCHED_OTHER", "nice": -21}}, "process.scheduler.nice"),
+    ("process", {"execCPUAffinity": {"initial": "3-1"}}, "process.execCPUAffinity.initial"),
+    ("process", {"execCPUAffinity": {"final": "8192"}}, "process.execCPUAffinity.final"),
+    ("process", {"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": -1}}, "process.ioPriority.priority"),
+    ("linux", {"memoryPolicy": {}}, 'linux.memoryPolicy.mode: invalid memory policy mode ""'),
+    ("linux", {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "1024"}}, "linux.memoryPolicy.nodes"),
+    ("linux", {"memoryPolicy": {"mode": "MPOL_BIND", "nodes": "0", "flags": "x"}}, "linux.memoryPolicy.flags"),
+])
+def test_scheduling_fields_are_checked_at_the_gate(bundle_dir, where, value, words):
+    with pytest.raises(PyrtError, match=words.replace("(", r"\(").replace(".", r"\.")):
+        make_spec(bundle_dir, lambda c: c[where].update(value))
+
+
+def test_mounts_as_runc_takes_them(bundle_dir):
+    """A bind whose options clear a flag is remounted (MS_REMOUNT: even with no flag set, so the
+    source's nosuid, nodev... go); a destination written as the rootfs path on the host means
+    the path in the container; a read-only /dev tmpfs is made read-only once filled."""
+    root = str(bundle_dir / "rootfs")
+    s = make_spec(bundle_dir, lambda c: (c["mounts"].extend([
+        {"destination": "/a", "type": "bind", "source": "/tmp", "options": ["bind", "rw", "suid"]},
+        {"destination": "/b", "type": "bind", "source": "/tmp", "options": ["bind"]},
+        {"destination": root + "/mnt/p", "type": "tmpfs", "source": "tmpfs"}]),
+        c["mounts"][1]["options"].append("ro")))
+    plan = make_plan(s)
+    by_dest = {p["dest"]: p for p in plan if p.name == "mount"}
+    assert by_dest["/a"]["flags"] & kernel.MS_REMOUNT and not by_dest["/b"]["flags"] & kernel.MS_REMOUNT
+    assert "/mnt/p" in by_dest
+    assert not by_dest["/dev"]["flags"] & kernel.MS_RDONLY
+    assert first(plan, "mknod") < first(plan, "remount", "/dev", kernel.MS_RDONLY) < first(plan, "pivot-root")
