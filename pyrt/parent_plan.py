@@ -33,6 +33,8 @@ EXPLAIN = {
               "pyrt-init starts already in the container's namespaces and cgroup, from a sealed copy (CVE-2019-5736)"),
     "map-ids": ("write(2) to /proc/PID/uid_map, setgroups, gid_map (or newuidmap(1), newgidmap(1))",
                 "a new user namespace's ids are mapped from outside it, by its parent"),
+    "net-devices": ("netlink RTM_SETLINK IFLA_NET_NS_FD + IFLA_IFNAME, RTM_NEWADDR (socket(2) after setns(2))",
+                    "linux.netDevices: the host links are in the container's namespace before its plan starts"),
     "go": ("write(2) \"go\" on the sync socket", "pyrt holds what it needs of the new process: pyrt-init may start"),
     "network": ("netlink (pyroute2): veth, bridge, address, route; nft for published ports",
                 "bridge mode only (--network bridge, -p): the host end of the container's eth0"),

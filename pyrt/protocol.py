@@ -1,5 +1,5 @@
 """The messages between pyrt and pyrt-init, named once (the diagram: docs/architecture.md, "The
-sync protocol"). `python -m pyrt.steps` writes them into native/init/steps.h as SYNC_* for C.
+sync protocol"). `python -m pyrt.cheader` writes them into native/init/steps.h as SYNC_* for C.
 
 On the sync socket (SOCK_SEQPACKET: one message per datagram, fields NUL-terminated):
 """
