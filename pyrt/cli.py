@@ -40,6 +40,8 @@ CREATE_FLAGS = (
     Flag("bundle", "path to the root of the bundle directory (default: current directory)", "b", str, ""),
     Flag("console-socket", "path to an AF_UNIX socket which will receive the pty master", kind=str),
     Flag("pid-file", "file to write the process id to", kind=str),
+    Flag("pidfd-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing the init "
+         "process", kind=str),
     Flag("no-pivot", "do not use pivot_root to jail the process inside the rootfs"),
     Flag("no-new-keyring", "do not create a new session keyring for the container"),
     Flag("preserve-fds", "pass N additional file descriptors to the container (3..3+N-1)", kind=int, default=0),
@@ -90,6 +92,8 @@ COMMANDS = {c.name: c for c in (
                 Flag("process", "path to the process.json", "p", str),
                 Flag("detach", "detach from the container's process", "d"),
                 Flag("pid-file", "file to write the process id to", kind=str),
+                Flag("pidfd-socket", "path to an AF_UNIX socket which will receive a file descriptor referencing "
+                     "the exec process", kind=str),
                 Flag("process-label", "set the asm process label for the process", kind=str),
                 Flag("apparmor", "set the apparmor profile for the process", kind=str),
                 Flag("no-new-privs", "set the no new privileges value for the process"),

@@ -18,7 +18,7 @@ import os
 
 from pyrt import jsonio
 from pyrt.errors import PyrtError
-from pyrt.nsgate import check_userns, mappings, time_offsets
+from pyrt.nsgate import check_userns, mappings, net_devices, time_offsets
 from pyrt.reader import MAX_ID, ConfigError, Reader, check_tree
 from pyrt.spec import HOOK_KINDS, NAMESPACES, PERSONALITIES, Device, FrozenDict, Hook, Mount, Process, Spec
 
@@ -284,7 +284,7 @@ def _linux(lx: Reader, s: dict) -> None:
     lx.refuse("intelRdt", "Intel RDT")
     lx.refuse("mountLabel", "SELinux")
     s["time_offsets"] = time_offsets(lx, namespaces)
-    lx.refuse("netDevices", "linux.netDevices")
+    s["net_devices"] = net_devices(lx, namespaces)
     s["memory_policy"] = None
     if "memoryPolicy" in lx.obj:
         from pyrt import sched

@@ -100,6 +100,7 @@ def features() -> dict:
             "intelRdt": {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": True}},
             "memoryPolicy": {"modes": sorted(kernel.MPOL_MODES), "flags": sorted(kernel.MPOL_FLAGS)},
+            "netDevices": {"enabled": True},
         },
         "annotations": {"org.opencontainers.runc.checkpoint.enabled": "false"},
     }

@@ -36,6 +36,7 @@ UNDO = {
     "process": "pyrt.journal:undo_process",
     "file": "pyrt.journal:undo_file",
     "network": "pyrt.network:undo",
+    "netdev": "pyrt.netdevices:undo",
 }
 
 
@@ -75,11 +76,13 @@ def records(dir_fd: int) -> list[dict]:
     return out
 
 
-def undo(dir_fd: int) -> None:
-    """Undo every record, newest first. Each undo is tried even if an earlier one failed (the
-    first failure is raised at the end): a delete removes all it can."""
+def undo(dir_fd: int, only: str | None = None) -> None:
+    """Undo every record (or those of kind `only`), newest first. Each undo is tried even if an
+    earlier one failed (the first failure is raised at the end): a delete removes all it can."""
     failure = None
     for item in reversed(records(dir_fd)):
+        if only and item["kind"] != only:
+            continue
         module, _, func = UNDO[item["kind"]].partition(":")
         try:
             getattr(__import__(module, fromlist=[func]), func)(item, dir_fd)

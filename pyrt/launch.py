@@ -76,10 +76,11 @@ class CreateOptions:
     `trace`: --trace's trace.Tracer (None without it)."""
 
     def __init__(self, bundle: str, pid_file: str | None = None, console_socket: str | None = None,
-                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, trace=None) -> None:
+                 preserve_fds: int = 0, no_pivot: bool = False, no_new_keyring: bool = False, trace=None,
+                 pidfd_socket: str | None = None) -> None:
         self.bundle, self.pid_file, self.console_socket = bundle, pid_file, console_socket
         self.preserve_fds, self.no_pivot, self.no_new_keyring = preserve_fds, no_pivot, no_new_keyring
-        self.trace = trace
+        self.trace, self.pidfd_socket = trace, pidfd_socket
 
 
 def create(root: str, container_id: str, spec, plan, opts: CreateOptions, console_fd: int = -1) -> Init:
@@ -89,6 +90,8 @@ def create(root: str, container_id: str, spec, plan, opts: CreateOptions, consol
     --console-socket is connected here."""
     c = _Create(root, container_id, spec, plan, opts, console_fd)
     try:
+        if opts.pidfd_socket:  # as runc: before anything is made
+            c.pidfd_socket = connect(opts.pidfd_socket, "pidfd socket")
         from pyrt import namespaces
 
         for slot, fd in namespaces.open_joined(spec).items():  # a bad path fails before anything is made
@@ -121,7 +124,7 @@ class _Create:
         self.c: state.Container | None = None
         self.cg = self.init = None
         self.seccomp_flags: int | None = None
-        self.netns = -1
+        self.netns = self.pidfd_socket = self.netdev_ns = -1
         self.annotations = dict(spec.annotations)
 
     def state_dir(self, path: str) -> None:
@@ -130,7 +133,7 @@ class _Create:
     def seccomp(self, code: bytes) -> None:
         from pyrt import seccomp
 
-        self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor))
+        self.slots.add("seccomp", seccomp.save(code, self.c.dir_fd, self.slots.floor, self.spec.seccomp))
         self.seccomp_flags = self.spec.seccomp.flags
 
     def no_cgroup(self, cg) -> None:
@@ -161,6 +164,15 @@ class _Create:
         self.init = start(self.plan, slots, clone_flags, self.cg, self._journal_init, go=False)
         if self.opts.trace is not None:
             self.opts.trace.attach(self.init)
+        if self.spec.seccomp is not None and self.spec.seccomp.listener:
+            self.init.on_listener = self._send_listener
+
+    def _send_listener(self, fd: int) -> None:
+        from pyrt import hooks, seccomp
+
+        spec, p = self.spec, self.spec.seccomp
+        st = hooks.state(spec.oci_version, self.id, "creating", self.init.pid, spec.bundle, self.annotations)
+        seccomp.send_listener(p.listener, p.metadata, fd, self.init.pid, st)
 
     def idmap_trees(self, trees: list) -> None:
         from pyrt import userns
@@ -172,6 +184,13 @@ class _Create:
         from pyrt import userns
 
         userns.write_maps(self.init.pid, self.init.sock, uid_maps, gid_maps, way)
+
+    def net_devices(self, devices: tuple) -> None:
+        from pyrt import netdevices
+
+        # held until create ends: should pyrt-init fail, the links are still there to move back
+        self.netdev_ns = os.open(f"/proc/{self.init.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        netdevices.move_in(self.c.dir_fd, self.init.pid, procfs.start_time(self.init.pid), self.netdev_ns, devices)
 
     def go(self) -> None:
         self.slots.close()
@@ -198,6 +217,8 @@ class _Create:
 
     def ready(self) -> None:
         self.init.wait(protocol.READY)
+        if self.pidfd_socket >= 0:
+            send_pidfd(self.pidfd_socket, self.init.pidfd, b"standard")
 
     def record(self, pid_file: bool) -> None:
         from pyrt import config, hooks
@@ -217,6 +238,8 @@ class _Create:
         self.slots.close()
         if self.netns >= 0:
             os.close(self.netns)
+        if self.netdev_ns >= 0:
+            _undo_net_devices(self.c.dir_fd, self.netdev_ns)
         if self.init is not None:
             self.init.kill()
         if self.c is None:
@@ -236,12 +259,31 @@ class _Create:
             self.c.remove()
 
     def close(self) -> None:
+        if self.netdev_ns >= 0:
+            os.close(self.netdev_ns)
+            self.netdev_ns = -1
+        if self.pidfd_socket >= 0:
+            os.close(self.pidfd_socket)
+            self.pidfd_socket = -1
         if self.c is not None:
             self.c.close()
 
 
-def connect(path: str) -> int:
-    """A connection to a console socket (runc's protocol: the pty master is sent over it)."""
+def _undo_net_devices(dir_fd: int, nsfd: int) -> None:
+    """linux.netDevices back to the host from the namespace `nsfd` (held: the init may be gone)."""
+    from pyrt import netdevices
+
+    for item in reversed(journal.records(dir_fd)):
+        if item["kind"] == "netdev":
+            try:
+                netdevices.move_back(item, nsfd)
+            except PyrtError as e:
+                log.warning(str(e))
+
+
+def connect(path: str, what: str = "console socket") -> int:
+    """A connection to a console socket (runc's protocol: the pty master is sent over it) or a
+    pidfd socket (send_pidfd)."""
     import socket
 
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -249,8 +291,22 @@ def connect(path: str) -> int:
         s.connect(path)
     except OSError as e:
         s.close()
-        raise PyrtError(f"connect to console socket {path}: {os.strerror(e.errno).lower()}") from None
+        raise PyrtError(f"connect to {what} {path}: {os.strerror(e.errno).lower()}") from None
     return s.detach()
+
+
+def send_pidfd(sock: int, pidfd: int, kind: bytes) -> None:
+    """--pidfd-socket, runc's protocol: a pidfd of the process (SCM_RIGHTS) with the word
+    "standard" (create, run: the init) or "setns" (exec)."""
+    import socket
+
+    s = socket.socket(fileno=sock)
+    try:
+        socket.send_fds(s, [kind], [pidfd])
+    except OSError as e:
+        raise PyrtError(f"send a pidfd to the pidfd socket: {os.strerror(e.errno).lower()}") from None
+    finally:
+        s.detach()
 
 
 def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
@@ -271,18 +327,21 @@ def write_pid_file(path: str, pid: int, state_dir_fd: int = -1) -> None:
 
 
 def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: str | None, console_fd: int,
-                 trace=None, cgroup_subs: dict[str, str] | None = None) -> Init:
+                 trace=None, cgroup_subs: dict[str, str] | None = None, pidfd_socket: str | None = None) -> Init:
     """Start pyrt-init in the container's cgroup on the exec plan; return once the process has
     exec'd (the Init, our child: with a pid namespace, the intermediate reported its pid). The
     container's lock `c` holds is released once pyrt-init is in the cgroup. `trace`: --trace's
-    trace.Tracer, or None; `cgroup_subs`: exec --cgroup's sub-cgroups."""
+    trace.Tracer, or None; `cgroup_subs`: exec --cgroup's sub-cgroups; the process's pidfd is
+    sent to `pidfd_socket` if given."""
     from pyrt import planner
     from pyrt.cgroups import Cgroup
     from pyrt.host import HostLayout
 
     record, slots = c.record, Slots(3 + preserve_fds)
-    init = None
+    init, pidfd_sock = None, -1
     try:
+        if pidfd_socket:
+            pidfd_sock = connect(pidfd_socket, "pidfd socket")
         try:
             slots.add("pidfd", os.pidfd_open(record.pid))
         except ProcessLookupError:
@@ -293,13 +352,15 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             slots.add("console", connect(console_socket))
         elif console_fd >= 0:
             slots.lend("console", console_fd)
-        seccomp = None
+        seccomp = listener = None
         if record.seccomp_flags is not None:
             from pyrt import seccomp as seccomp_mod
 
             fd = seccomp_mod.for_exec(c.dir_fd)
             if fd is not None:
                 seccomp = slots.add("seccomp", fd)
+            if record.seccomp_flags & seccomp_mod.NEW_LISTENER:
+                listener = seccomp_mod.listener_of(c.dir_fd)
         if record.cgroup.get("none"):  # rootless, without one
             from pyrt.rootless import from_state
 
@@ -323,12 +384,19 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
                                     console="console" in slots.fds)
         plan = planner.for_exec(proc, HostLayout(cg.root, cg.v1), record.namespaces, plan_opts, record.personality,
                                 record.memory_policy)
+        if listener:  # the state now, while `c` is held
+            from pyrt import hooks
+
+            r = c.record
+            st = hooks.state(r.oci_version, r.id, c.status().name, r.pid, r.bundle, r.annotations)
         if trace is None:
             init = start(plan, slots, 0, target)
         else:
             init = trace.run("spawn", "clone pyrt-init into the container's cgroup, send it the plan and \"go\"",
                              start, plan, slots, 0, target)
             trace.attach(init)
+        if listener:
+            init.on_listener = lambda fd: seccomp_mod.send_listener(*listener, fd, init.pid, st)
         # the process is in the container's cgroup: from here a delete takes it along with the
         # rest, and pause/resume must not wait for it (a paused container's exec waits for resume)
         c.close()
@@ -337,9 +405,14 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
         else:
             trace.run("exec", "wait until pyrt-init has joined the container and exec'd (its socket closes)",
                       init.wait, b"")
+        if pidfd_sock >= 0:
+            send_pidfd(pidfd_sock, init.pidfd, b"setns")
         return init
     except BaseException:
         slots.close()
         if init is not None:
             init.kill()
         raise
+    finally:
+        if pidfd_sock >= 0:
+            os.close(pidfd_sock)

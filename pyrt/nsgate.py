@@ -86,3 +86,35 @@ def time_offsets(lx: Reader, namespaces: dict) -> FrozenDict:
         lx.fail("time namespace offsets specified, but time namespace isn't enabled in the config"
                 + (" (a joined one has its offsets)" if namespaces.get("time") else ""), "timeOffsets")
     return FrozenDict(out)
+
+
+def net_devices(lx: Reader, namespaces: dict) -> tuple:
+    """linux.netDevices: (host link, its name in the container) pairs. Only into a network
+    namespace the container makes (runc: not without one; a joined one is not pyrt's to give
+    host links to, nor to take them back from); names as the kernel takes them (runc's check),
+    never loopback (the kernel cannot move it)."""
+    devices = lx.child("netDevices")
+    if not devices:
+        return ()
+    if "network" not in namespaces or namespaces["network"]:
+        where = "into a joined NET namespace" if namespaces.get("network") else "without a NET namespace"
+        lx.fail(f"needs a new network namespace (not the host's, not one joined by path): unable to move network "
+                f"devices {where}", "netDevices")
+    out = []
+    for host in devices.obj:
+        d = devices.child(host, required=True)
+        name = d.get("name", str) or host
+        for what, value in (("", host), (".name", name)):
+            if not _link_name(value):
+                devices.fail(f'invalid network device name "{value}"', host + what)
+        if "lo" in (host, name):
+            devices.fail("the loopback device cannot be moved", host)
+        out.append((host, name))
+    if len({n for _, n in out}) < len(out):
+        lx.fail("two devices get the same name", "netDevices")
+    return tuple(out)
+
+
+def _link_name(name: str) -> bool:
+    """A name the kernel accepts for a link (dev_valid_name): 1-15 bytes, not . or .., no / : or space."""
+    return 0 < len(name.encode()) < 16 and name not in (".", "..") and not any(c in name for c in "/: \t\n")

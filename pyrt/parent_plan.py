@@ -33,6 +33,8 @@ EXPLAIN = {
               "pyrt-init starts already in the container's namespaces and cgroup, from a sealed copy (CVE-2019-5736)"),
     "map-ids": ("write(2) to /proc/PID/uid_map, setgroups, gid_map (or newuidmap(1), newgidmap(1))",
                 "a new user namespace's ids are mapped from outside it, by its parent"),
+    "net-devices": ("netlink RTM_SETLINK IFLA_NET_NS_FD + IFLA_IFNAME, RTM_NEWADDR (socket(2) after setns(2))",
+                    "linux.netDevices: the host links are in the container's namespace before its plan starts"),
     "go": ("write(2) \"go\" on the sync socket", "pyrt holds what it needs of the new process: pyrt-init may start"),
     "network": ("netlink (pyroute2): veth, bridge, address, route; nft for published ports",
                 "bridge mode only (--network bridge, -p): the host end of the container's eth0"),
@@ -84,6 +86,9 @@ class Action:
             tools = " with newuidmap and newgidmap" if v[2] == "helpers" else ""
             return f"write its uid_map ({_maps(v[0])}), {deny}gid_map ({_maps(v[1])}){tools}; tell it \"mapped\": " \
                    "it becomes root of its user namespace, then pyrt-init"
+        if self.name == "net-devices":
+            return "move " + ", ".join(f"{h} (as {n})" for h, n in v[0]) + " into its network namespace, with " \
+                "their addresses, up (each journaled first: delete moves them back)"
         if self.name == "go":
             return "send it \"go\": it reads its plan"
         if self.name == "network":
@@ -137,6 +142,11 @@ def for_create(spec, cg, state_dir: str, bpf: bytes | None, pid_file: bool) -> l
 
         steps.append(Action("map-ids", spec.uid_mappings, spec.gid_mappings,
                             userns.how(spec.uid_mappings, spec.gid_mappings)))
+    if spec.net_devices:
+        from pyrt import netdevices
+
+        netdevices.check(spec.net_devices)
+        steps.append(Action("net-devices", spec.net_devices))
     steps.append(Action("go"))
     if spec.network:
         steps.append(Action("network", spec.network))

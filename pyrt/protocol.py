@@ -1,5 +1,5 @@
 """The messages between pyrt and pyrt-init, named once (the diagram: docs/architecture.md, "The
-sync protocol"). `python -m pyrt.steps` writes them into native/init/steps.h as SYNC_* for C.
+sync protocol"). `python -m pyrt.cheader` writes them into native/init/steps.h as SYNC_* for C.
 
 On the sync socket (SOCK_SEQPACKET: one message per datagram, fields NUL-terminated):
 """
@@ -14,6 +14,8 @@ PID = b"pid"  # init -> parent: PID, the process that goes on after a fork into 
 HOOKS = b"hooks"  # init -> parent: stopped at hook-sync; the parent runs prestart and createRuntime,
 #                  then answers with two state JSONs for the init's hooks, "creating" NUL "created":
 #                  their length in decimal, then the bytes in datagrams of at most CHUNK bytes
+SECCOMP = b"seccomp"  # init -> parent: the seccomp filter's listener fd rides along (SCM_RIGHTS): the
+#                      parent sends it to the profile's agent (seccomp.send_listener), then closes it
 READY = b"ready"  # init -> parent: set up, credentials applied; next it waits on the exec fifo
 ERROR = b"error"  # init -> parent: INDEX ERRNO DETAIL: step INDEX failed (ERRNO 0: DETAIL says it
 #                  all; INDEX -1: pyrt-init did not start); the init exits
@@ -27,5 +29,5 @@ CHUNK = 65536  # bytes: a datagram is bounded by the socket's buffer (the states
 FIFO_START = b"0"
 
 #: Every name above, for the C header.
-MESSAGES = {"MAPPED": MAPPED, "GO": GO, "STEP": STEP, "PID": PID, "HOOKS": HOOKS, "READY": READY, "ERROR": ERROR,
-            "FIFO_START": FIFO_START}
+MESSAGES = {"MAPPED": MAPPED, "GO": GO, "STEP": STEP, "PID": PID, "HOOKS": HOOKS, "SECCOMP": SECCOMP,
+            "READY": READY, "ERROR": ERROR, "FIFO_START": FIFO_START}

@@ -21,13 +21,14 @@ import sys
 
 from pyrt import jsonio, log
 from pyrt.errors import PyrtError
+from pyrt.kernel import SECCOMP_FILTER_FLAG_NEW_LISTENER
 from pyrt.reader import Reader
 
 #: OCI action -> SECCOMP_RET_* (errno, for the two that take one, in the low 16 bits)
 ACTIONS = {
     "SCMP_ACT_KILL": 0, "SCMP_ACT_KILL_THREAD": 0, "SCMP_ACT_KILL_PROCESS": 0x80000000,
     "SCMP_ACT_TRAP": 0x00030000, "SCMP_ACT_ERRNO": 0x00050000, "SCMP_ACT_TRACE": 0x7FF00000,
-    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000,
+    "SCMP_ACT_LOG": 0x7FFC0000, "SCMP_ACT_ALLOW": 0x7FFF0000, "SCMP_ACT_NOTIFY": 0x7FC00000,
 }
 TAKES_ERRNO = ("SCMP_ACT_ERRNO", "SCMP_ACT_TRACE")
 #: actions that let a syscall run (a tracer handles new syscalls itself)
@@ -43,12 +44,17 @@ ARCHS = tuple("SCMP_ARCH_" + a for a in (
 BIG_ENDIAN = {"SCMP_ARCH_" + a for a in ("MIPS", "MIPS64", "MIPS64N32", "PPC", "PPC64", "S390", "S390X", "PARISC",
                                          "PARISC64")}
 #: OCI flag -> seccomp(2) flag. WAIT_KILLABLE_RECV only means something with a notify listener.
-FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
-KNOWN_FLAGS = (*FLAGS, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV")
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 1, "SECCOMP_FILTER_FLAG_LOG": 2, "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+         "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV": 32}
+KNOWN_FLAGS = tuple(FLAGS)
+#: added when a rule is SCMP_ACT_NOTIFY: seccomp(2) returns the filter's listener fd, for the agent
+NEW_LISTENER = SECCOMP_FILTER_FLAG_NEW_LISTENER
+SUN_PATH_MAX = 107  # bytes of a unix socket's path (sun_path, without its NUL)
 
 EPERM, EEXIST, ENOSYS, MAX_ERRNO = 1, 17, 38, 4095
 BPF_MAXINSNS = 4096
 SAVED = "seccomp.bpf"
+LISTENER = "seccomp.listener"  # {"path", "metadata"} of the agent, for exec
 
 
 class Rule:
@@ -63,8 +69,11 @@ class Rule:
 class Profile:
     """A validated linux.seccomp."""
 
-    def __init__(self, default: int, archs: list[str], flags: int, rules: list[Rule]) -> None:
+    def __init__(self, default: int, archs: list[str], flags: int, rules: list[Rule], listener: str | None = None,
+                 metadata: str = "") -> None:
         self.default, self.archs, self.flags, self.rules = default, archs, flags, rules
+        #: the agent's socket when a rule notifies (flags then has NEW_LISTENER); its metadata
+        self.listener, self.metadata = listener, metadata
 
 
 # ----------------------------------------------------------------------------- validation
@@ -77,8 +86,8 @@ def parse(r: Reader) -> Profile | None:
     if not r.get("defaultAction", str) and not entries:
         return None
     default = _action(r, "defaultAction", "defaultErrnoRet")
-    r.refuse("listenerPath", "a seccomp agent (listenerPath)")
-    r.refuse("listenerMetadata", "a seccomp agent (listenerMetadata)")
+    if default == ACTIONS["SCMP_ACT_NOTIFY"]:  # runc's words; pyrt-init itself would wait for the agent
+        r.fail("SCMP_ACT_NOTIFY cannot be used as default action", "defaultAction")
     archs = r.strings("architectures")
     for i, arch in enumerate(archs):
         if arch not in ARCHS:
@@ -90,8 +99,6 @@ def parse(r: Reader) -> Profile | None:
     for i, flag in enumerate(r.strings("flags")):
         if flag not in KNOWN_FLAGS:
             r.fail(f'unknown flag "{flag}"', f"flags[{i}]")
-        if flag not in FLAGS:
-            r.fail(f"{flag} (for SCMP_ACT_NOTIFY) is not supported by pyrt", f"flags[{i}]")
         flags |= FLAGS[flag]
     rules = []
     for i, s in enumerate(entries):
@@ -101,8 +108,23 @@ def parse(r: Reader) -> Profile | None:
                 s.fail("must not be empty", f"names[{j}]")
         action = _action(s, "action", "errnoRet")
         args = [_arg(a) for a in s.items("args")]
+        if action == ACTIONS["SCMP_ACT_NOTIFY"]:
+            for name in ("write", "sendmsg"):  # runc refuses write; pyrt-init sends the listener with sendmsg:
+                if name in names:               # notified, it would wait for an agent that has no fd yet
+                    s.fail(f"SCMP_ACT_NOTIFY cannot be used for the {name} syscall", "names")
         rules += [Rule(i, name, action, args) for name in names]
-    return Profile(default, [a[len("SCMP_ARCH_"):].lower() for a in archs], flags, rules)
+    listener, metadata = r.get("listenerPath", str), r.get("listenerMetadata", str) or ""
+    if any(rule.action == ACTIONS["SCMP_ACT_NOTIFY"] for rule in rules):
+        if not listener:
+            r.fail("SCMP_ACT_NOTIFY needs a seccomp agent: seccomp listenerPath is not set", "listenerPath")
+        if len(listener.encode()) > SUN_PATH_MAX:
+            r.fail(f"longer than a unix socket path ({SUN_PATH_MAX} bytes)", "listenerPath")
+        flags |= NEW_LISTENER
+    elif flags & FLAGS["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]:  # the kernel's EINVAL, said before
+        r.fail("SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a rule with SCMP_ACT_NOTIFY", "flags")
+    else:
+        listener = None  # as runc: no rule notifies, no listener fd, nothing sent
+    return Profile(default, [a[len("SCMP_ARCH_"):].lower() for a in archs], flags, rules, listener, metadata)
 
 
 def usable_archs() -> list[str]:
@@ -112,8 +134,6 @@ def usable_archs() -> list[str]:
 
 def _action(r: Reader, key: str, errno_key: str) -> int:
     name = r.get(key, str, required=True)
-    if name == "SCMP_ACT_NOTIFY":
-        r.fail("SCMP_ACT_NOTIFY (a seccomp agent) is not supported by pyrt", key)
     if name not in ACTIONS:
         r.fail(f'unknown action "{name}"', key)
     errno = r.get(errno_key, int)
@@ -318,11 +338,15 @@ def _read(name: str, dir_fd: int | None = None) -> bytes:
 # ----------------------------------------------------------------------------- create and exec
 
 
-def save(code: bytes, dir_fd: int, floor: int) -> int:
-    """For create: keep a copy of the program in the state directory (`dir_fd`) for exec, and
-    return a memfd at or above `floor` holding it, for pyrt-init's seccomp step."""
+def save(code: bytes, dir_fd: int, floor: int, p: Profile) -> int:
+    """For create: keep a copy of the program (and where its agent listens) in the state
+    directory (`dir_fd`) for exec, and return a memfd at or above `floor` holding it, for
+    pyrt-init's seccomp step."""
     try:
         jsonio.write_atomic(SAVED, code, dir_fd=dir_fd)
+        if p.listener:
+            jsonio.write_atomic(LISTENER, jsonio.dumps({"path": p.listener, "metadata": p.metadata}).encode(),
+                                dir_fd=dir_fd)
     except OSError as e:
         raise PyrtError(f"save the seccomp program in the state directory: {os.strerror(e.errno).lower()}") from None
     from pyrt.spawn import above
@@ -343,3 +367,35 @@ def for_exec(state_dir_fd: int) -> int | None:
         return os.open(SAVED, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=state_dir_fd)
     except FileNotFoundError:
         return None
+
+
+def listener_of(state_dir_fd: int) -> tuple[str, str]:
+    """For exec: the container's agent (path, metadata), saved by create."""
+    try:
+        saved = jsonio.loads(_read(LISTENER, state_dir_fd))
+    except OSError as e:
+        raise PyrtError(f"read {LISTENER} in the state directory: {os.strerror(e.errno).lower()}") from None
+    return saved["path"], saved["metadata"]
+
+
+def send_listener(path: str, metadata: str, fd: int, pid: int, state: dict) -> None:
+    """Hand a filter's listener fd to the agent listening on `path`, as runc does: one message on
+    a new connection, runc's ContainerProcessState JSON with the fd (SCM_RIGHTS). `pid` is the
+    process whose filter it is; `state` the container's. The caller closes `fd`."""
+    import socket
+
+    from pyrt import SPEC_VERSION
+
+    msg = {"ociVersion": SPEC_VERSION, "fds": ["seccompFd"], "pid": pid, "metadata": metadata, "state": state}
+    if not metadata:
+        del msg["metadata"]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            s.connect(path)
+        except OSError as e:
+            raise PyrtError(f"failed to connect with seccomp agent specified in the seccomp profile: {path}: "
+                            f"{os.strerror(e.errno).lower()}") from None
+        try:
+            socket.send_fds(s, [jsonio.dumps(msg).encode()], [fd])
+        except OSError as e:
+            raise PyrtError(f"cannot send seccomp fd to {path}: {os.strerror(e.errno).lower()}") from None

@@ -58,6 +58,8 @@ class Init:
         self.pid, self.pidfd, self.sock, self.steps = pid, pidfd, sock, plan.child
         self.reap: list[int] = []  # processes that are ours to wait for (a fork's intermediate)
         self.tracer = None  # --trace's trace.Tracer: told of each message
+        #: called with the seccomp listener fd pyrt-init sends (protocol.SECCOMP); closed after it
+        self.on_listener = None
 
     @classmethod
     def spawn(cls, plan: Plan, fds: dict[str, int], clone_flags: int, cgroup_fd: int, floor: int = 3,
@@ -116,16 +118,29 @@ class Init:
             raise PyrtError(f"unable to start container process: {self._gone()}") from None
 
     def _messages(self):
+        """Each message's fields, and the fds that came with it (only read when one is expected)."""
         while True:
             try:
-                data = os.read(self.sock, 16384)
+                data, fds = self._read()
             except InterruptedError:
                 continue
             except ConnectionResetError:  # it died before reading what we sent
                 return
             if not data:
                 return
-            yield data.split(b"\0")
+            yield data.split(b"\0"), fds
+
+    def _read(self) -> tuple[bytes, list[int]]:
+        if self.on_listener is None:
+            return os.read(self.sock, 16384), []  # an fd sent along is closed by the kernel
+        import socket
+
+        s = socket.socket(fileno=self.sock)
+        try:
+            data, fds, _, _ = socket.recv_fds(s, 16384, 1, socket.MSG_CMSG_CLOEXEC)
+        finally:
+            s.detach()
+        return data, fds
 
     def _gone(self) -> str:
         """How the init ended (it closed its end of the socket without a word), for the error."""
@@ -153,9 +168,19 @@ class Init:
     def wait(self, until: bytes) -> None:
         """Follow the init until it sends `until` (protocol.READY), or until the socket closes
         (until=b"": its execve succeeded). Steps are logged with --debug; errors raise."""
-        for fields in self._messages():
+        for fields, fds in self._messages():
             kind = fields[0]
-            if kind == protocol.STEP:
+            if fds:
+                try:
+                    if kind != protocol.SECCOMP:
+                        raise PyrtError(f"unable to start container process: an fd came with {kind!r}")
+                    self.on_listener(fds[0])
+                finally:
+                    for fd in fds:
+                        os.close(fd)
+            elif kind == protocol.SECCOMP:
+                raise PyrtError("unable to start container process: the seccomp listener fd did not arrive")
+            elif kind == protocol.STEP:
                 index = int(fields[1])
                 if self.tracer:
                     self.tracer.child_step(index, int(fields[2]))

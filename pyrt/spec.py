@@ -109,12 +109,14 @@ class Spec(Frozen):
     personality     linux.personality's domain as personality(2) takes it, or None
     time_offsets    linux.timeOffsets: clock ("monotonic", "boottime") -> (seconds, nanoseconds)
     memory_policy   linux.memoryPolicy as pyrt.sched reads it, (mode, flags, nodes), or None
+    net_devices     linux.netDevices: (host link, name in the container) pairs
     """
 
     __slots__ = ("bundle", "oci_version", "root", "root_readonly", "hostname", "domainname", "process",
                  "mounts", "hooks", "annotations", "namespaces", "uid_mappings", "gid_mappings", "devices",
                  "cgroups_path", "resources", "rootfs_propagation", "masked_paths", "readonly_paths",
-                 "sysctl", "seccomp", "personality", "network", "time_offsets", "memory_policy")
+                 "sysctl", "seccomp", "personality", "network", "time_offsets", "memory_policy",
+                 "net_devices")
 
     def __init__(self, **fields: object) -> None:
         missing = set(self.__slots__) - fields.keys()

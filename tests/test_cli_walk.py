@@ -25,12 +25,7 @@ REFUSED_COMMANDS = {
 #: (command, flag) runc 1.5 has that pyrt refuses today ("" is the global level), and why.
 REFUSED_FLAGS = {
     ("", "--systemd-cgroup"): "no systemd cgroup driver",
-    ("create", "--pidfd-socket"): "--pidfd-socket (a pidfd of the init sent over a socket) is not implemented",
-    ("run", "--pidfd-socket"): "--pidfd-socket is not implemented",
-    ("exec", "--pidfd-socket"): "--pidfd-socket is not implemented",
 }
-#: Refusals that are not clear today: "flag provided but not defined" and the command's help.
-UNCLEAR = {("create", "--pidfd-socket"), ("run", "--pidfd-socket"), ("exec", "--pidfd-socket")}
 #: How a refusal says so.
 REFUSAL_WORDS = ("not supported", "not available", "not implemented", "has no", "unknown command")
 
@@ -122,9 +117,7 @@ def test_runc_flag_is_accepted(tmp_path, command, flag, kind):
     assert kind_ == "accepted", f"{command} {flag}: {kind_}: {err.strip()[:300]}"
 
 
-@pytest.mark.parametrize(("command", "flag"), [pytest.param(*k, marks=[pytest.mark.xfail(
-    strict=True, reason="pyrt differs: flag provided but not defined (and the help)")] if k in UNCLEAR else [])
-    for k in sorted(REFUSED_FLAGS)])
+@pytest.mark.parametrize(("command", "flag"), sorted(REFUSED_FLAGS))
 def test_refused_flag_says_so_in_one_line(tmp_path, command, flag):
     kind = dict(runc_flags(command)).get(flag) if RUNC_1_5 else "string"
     kind_, err = outcome(command, flag, kind, tmp_path)

@@ -1,8 +1,8 @@
 """linux.seccomp: filters applied for real on the real kernel, through the command line.
 
 Shared tests hold for runc 1.5 too (PYRT_BIN=runc); pyrt-only ones cover what runc 1.5 does
-differently (refusing a seccomp agent, errnoRet on an action without an errno, the archs in
-features; docs/runc-differences.md) and pyrt's own promises (the program saved for exec,
+differently (errnoRet on an action without an errno, the archs in features;
+docs/runc-differences.md) and pyrt's own promises (the program saved for exec,
 libseccomp loaded only when needed).
 """
 
@@ -308,12 +308,8 @@ BAD = {
     "negative-value": (arg(value=-1), "linux.seccomp.syscalls[0].args[0].value: must be between 0 and"),
     "args-not-array": (rule(args={"index": 1}), "linux.seccomp.syscalls[0].args: must be an array"),
     "errno-too-big": (rule(errnoRet=5000), "linux.seccomp.syscalls[0].errnoRet: must be an errno between 0 and 4095"),
-    "notify": (rule(action="SCMP_ACT_NOTIFY"), "linux.seccomp.syscalls[0].action: SCMP_ACT_NOTIFY"),
     "unknown-flag": ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]},
                      "linux.seccomp.flags[0]: unknown flag"),
-    "notify-flag": ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]},
-                    "linux.seccomp.flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (for SCMP_ACT_NOTIFY) is not "
-                    "supported by pyrt"),
     "not-an-object": ([], "linux.seccomp: must be an object"),
 }
 
@@ -327,10 +323,8 @@ def test_bad_profile(rt, bundle, name):
         assert f"config.json: {message}" in line
 
 
-PYRT_ONLY_BAD = {  # runc 1.5 accepts these: it ignores the errno of a KILL or ALLOW, a listenerPath no
-    # rule uses, and a rule without names (docs/runc-differences.md)
-    "listener": ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock"},
-                 "linux.seccomp.listenerPath: a seccomp agent (listenerPath) is not supported by pyrt"),
+PYRT_ONLY_BAD = {  # runc 1.5 accepts these: it ignores the errno of a KILL or ALLOW, and a rule without
+    # names (docs/runc-differences.md)
     "errno-on-kill": (rule(action="SCMP_ACT_KILL", errnoRet=1),
                       "linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_KILL takes no errno"),
     "default-errno-on-allow": ({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1},
@@ -456,7 +450,9 @@ def test_libseccomp_only_loaded_for_a_profile(rt, bundle):
 def test_features(rt):
     seccomp = json.loads(rt.ok("features").stdout)["linux"]["seccomp"]
     assert seccomp["enabled"] is True
-    assert {"SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_ALLOW"} <= set(seccomp["actions"])
+    assert {"SCMP_ACT_ERRNO", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_LOG", "SCMP_ACT_ALLOW",
+            "SCMP_ACT_NOTIFY"} <= set(seccomp["actions"])
+    assert "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" in seccomp["supportedFlags"]
     assert set(seccomp["operators"]) == {"SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ", "SCMP_CMP_GE",
                                          "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"}
     assert {"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"} <= set(seccomp["archs"])

@@ -142,7 +142,8 @@ void step_no_new_privileges(const union arg *a)
 }
 
 /* seccomp PROGRAM FLAGS: load a BPF filter (struct sock_filter[]) the parent compiled into a
- * memfd. */
+ * memfd. With SECCOMP_FILTER_FLAG_NEW_LISTENER (a rule is SCMP_ACT_NOTIFY) the kernel returns the
+ * filter's listener fd: it goes to the parent (SYNC_SECCOMP), which hands it to the agent. */
 void step_seccomp(const union arg *a)
 {
 	int fd = a[0].fd;
@@ -156,7 +157,12 @@ void step_seccomp(const union arg *a)
 	if (!insns || pread(fd, insns, (size_t)st.st_size, 0) != st.st_size)
 		fail(EIO, "read the seccomp program");
 	struct sock_fprog prog = { .len = (unsigned short)(st.st_size / sizeof *insns), .filter = insns };
-	CHECK(syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned long)a[1].u, &prog));
+	long listener = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned long)a[1].u, &prog);
+	CHECK(listener);
+	if (a[1].u & SECCOMP_FILTER_FLAG_NEW_LISTENER) {
+		send_fd(SYNC_SECCOMP, (int)listener);
+		close((int)listener);
+	}
 	close(fd);
 	free(insns);
 }

@@ -59,6 +59,21 @@ void send_msg(const char *a, const char *b, const char *c, const char *d)
 		ctx.sync = -1;   /* the parent has gone (create returned): nobody to tell */
 }
 
+/* A message (one field) with FD attached (SCM_RIGHTS); fails if the parent is not listening. */
+void send_fd(const char *kind, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
+	struct iovec iov = { .iov_base = (void *)kind, .iov_len = strlen(kind) + 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof cbuf };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	if (ctx.sync < 0 || sendmsg(ctx.sync, &msg, MSG_NOSIGNAL) < 0)
+		fail(ctx.sync < 0 ? EPIPE : errno, "send the %s fd to pyrt", kind);
+}
+
 static void write_all(int fd, const char *s, size_t len)
 {
 	while (len) {

@@ -63,6 +63,7 @@ struct ctx {
 extern struct ctx ctx;
 
 void send_msg(const char *a, const char *b, const char *c, const char *d);
+void send_fd(const char *kind, int fd);
 /* Report the failure of the current step (ERR an errno, or 0: FMT says it all) and exit. */
 void __attribute__((noreturn, format(printf, 2, 3))) fail(int err, const char *fmt, ...);
 #define CHECK(expr) do { if ((expr) < 0) fail(errno, NULL); } while (0)

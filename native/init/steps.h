@@ -9,6 +9,7 @@
 #define SYNC_STEP "step"
 #define SYNC_PID "pid"
 #define SYNC_HOOKS "hooks"
+#define SYNC_SECCOMP "seccomp"
 #define SYNC_READY "ready"
 #define SYNC_ERROR "error"
 #define SYNC_FIFO_START "0"

@@ -20,11 +20,11 @@ def check_preserve_fds(n: int) -> None:
             raise PyrtError(f"unable to stat preserved-fd {fd} (of {n}): {os.strerror(e.errno).lower()}") from None
 
 
-def check_console_socket(path: str | None) -> None:
+def check_console_socket(path: str | None, what: str = "console socket") -> None:
     """An AF_UNIX path holds at most 107 bytes (sun_path): refuse a longer one as runc's
-    connect(2) does, by name, before anything is set up."""
+    connect(2) does, by name, before anything is set up (--console-socket, --pidfd-socket)."""
     if path and len(os.fsencode(path)) > 107:
-        raise PyrtError(f"connect to console socket {path}: invalid argument (an AF_UNIX path has at most 107 bytes)")
+        raise PyrtError(f"connect to {what} {path}: invalid argument (an AF_UNIX path has at most 107 bytes)")
 
 
 def create_options(opts: dict, bundle: str):
@@ -33,8 +33,9 @@ def create_options(opts: dict, bundle: str):
 
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+    check_console_socket(opts["pidfd-socket"], "pidfd socket")
     return CreateOptions(bundle, opts["pid-file"], opts["console-socket"], opts["preserve-fds"], opts["no-pivot"],
-                         opts["no-new-keyring"])
+                         opts["no-new-keyring"], pidfd_socket=opts["pidfd-socket"])
 
 
 def tracer(opts: dict, command: str):

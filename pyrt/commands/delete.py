@@ -30,12 +30,24 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         status = c.status()
         status.require("delete --force" if force else "delete")
         if status != "stopped":
+            _devices_back(c.dir_fd)
             _kill_and_wait(c)
         journal.undo(c.dir_fd)  # its cgroup, its network (and whatever else create made)
         hooks.poststop(c.record)
         c.remove()
     finally:
         c.close()
+
+
+def _devices_back(dir_fd: int) -> None:
+    """linux.netDevices back to the host while their namespace lives (before the kill); what
+    cannot go back (its name taken on the host meanwhile) is said, and dies with the namespace."""
+    from pyrt import journal, log
+
+    try:
+        journal.undo(dir_fd, only="netdev")
+    except PyrtError as e:
+        log.warning(str(e))
 
 
 def _delete_killed_create(root: str, container_id: str) -> None:

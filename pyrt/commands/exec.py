@@ -66,7 +66,7 @@ def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trac
 
                 relay = Relay(3 + opts["preserve-fds"])
         init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
-                                   trace, _cgroup_subs(opts["cgroup"]))
+                                   trace, _cgroup_subs(opts["cgroup"]), opts["pidfd-socket"])
         if trace is not None:
             trace.finish(" (to the process's execve)")
         if relay:
@@ -106,6 +106,7 @@ def _check_flags(opts: dict) -> None:
     _cgroup_subs(opts["cgroup"])
     check_preserve_fds(opts["preserve-fds"])
     check_console_socket(opts["console-socket"])
+    check_console_socket(opts["pidfd-socket"], "pidfd socket")
 
 
 def _cgroup_subs(values: list[str]) -> dict[str, str] | None:

@@ -31,9 +31,19 @@ def test_a_profile():
     assert parse({}) is None and parse({"architectures": ["SCMP_ARCH_X86_64"]}) is None  # asks for nothing
 
 
+def test_listener():
+    """A notify rule asks the kernel for the filter's listener; a listenerPath alone is ignored, as runc."""
+    p = parse({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/a", "listenerMetadata": "m",
+               "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
+    assert (p.listener, p.metadata, p.flags) == ("/run/a", "m", seccomp.NEW_LISTENER)
+    assert p.rules[0].action == 0x7FC00000  # SECCOMP_RET_USER_NOTIF
+    p = parse({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/a"})
+    assert (p.listener, p.flags) == (None, 0)
+
+
 @pytest.mark.parametrize("profile,words", [
     ({"defaultAction": "SCMP_ACT_NOPE"}, 'defaultAction: unknown action "SCMP_ACT_NOPE"'),
-    ({"defaultAction": "SCMP_ACT_NOTIFY"}, "defaultAction: SCMP_ACT_NOTIFY (a seccomp agent) is not supported"),
+    ({"defaultAction": "SCMP_ACT_NOTIFY"}, "defaultAction: SCMP_ACT_NOTIFY cannot be used as default action"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 5}, "defaultErrnoRet: SCMP_ACT_ALLOW takes no errno"),
     ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4096}, "defaultErrnoRet: must be an errno between 0"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_VAX"]},
@@ -42,8 +52,12 @@ def test_a_profile():
      "is not little-endian like this machine"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_NOPE"]}, 'flags[0]: unknown flag'),
     ({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]},
-     "flags[0]: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (for SCMP_ACT_NOTIFY) is not supported"),
-    ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent"}, "listenerPath: a seccomp agent"),
+     "flags: SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV needs a rule with SCMP_ACT_NOTIFY"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["x"], "action": "SCMP_ACT_NOTIFY"}]},
+     "listenerPath: SCMP_ACT_NOTIFY needs a seccomp agent: seccomp listenerPath is not set"),
+    ({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
+      "syscalls": [{"names": ["x", "write"], "action": "SCMP_ACT_NOTIFY"}]},
+     "syscalls[0].names: SCMP_ACT_NOTIFY cannot be used for the write syscall"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [], "action": "SCMP_ACT_ERRNO"}]},
      "syscalls[0].names: must be a non-empty array of strings"),
     ({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": [""], "action": "SCMP_ACT_ERRNO"}]},
