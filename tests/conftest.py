@@ -278,6 +278,13 @@ def _tree(root: Path) -> set[str]:
 _BUSYBOX_TREE = _tree(BUSYBOX_ROOTFS) if BUSYBOX_ROOTFS.exists() else set()
 
 
+def _host_lo_up() -> bool:
+    """The host's lo, up: a container that touches its network without a namespace of its own,
+    or a link operation in the wrong namespace, can take it down (127.0.0.1 then fails for every
+    later test: CI once saw every CRI exec time out)."""
+    return bool(int(Path("/sys/class/net/lo/flags").read_text(), 16) & 1)
+
+
 def _shared_rootfs_changes() -> list[str]:
     """The busybox rootfs is shared by every test: a test that needs to create mount points or
     device nodes in its rootfs must work on a copy (device nodes there once made a copytree read
@@ -296,10 +303,14 @@ def _shared_rootfs_changes() -> list[str]:
 def no_leaks(request, tmp_path: Path):
     """Fail any test that leaves a mount, state dir, cgroup or process behind, or that changes the
     shared busybox rootfs."""
+    lo_was_up = _host_lo_up()
     yield
     changed = _shared_rootfs_changes()
     if changed:
         pytest.fail("\n  ".join(changed))
+    if lo_was_up and not _host_lo_up():
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=False)  # for the tests after this one
+        pytest.fail("the host's loopback was brought down")
     runtime = request.node.funcargs.get("rt")
     ids = runtime.ids if runtime else set()
     if runtime:
