@@ -79,7 +79,11 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
         from pyrt import seccomp
 
         bpf = seccomp.program(spec.seccomp)
-    if "user" in spec.namespaces:
+    from pyrt.procfs import in_user_namespace
+
+    # in a user namespace (the container's, or rootless podman's around pyrt) only the host's root may mknod
+    bind_devices = "user" in spec.namespaces or in_user_namespace()
+    if bind_devices:
         from pyrt import devices, userns
 
         if devices.needs_setup(spec):
@@ -96,5 +100,6 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
     plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
                                 trace=log.debugging() or opts.trace is not None,
                                 seccomp=spec.seccomp.flags if bpf is not None else None,
-                                console=spec.process.terminal, root=root, no_cgroup=not cg.bases())
+                                console=spec.process.terminal, root=root, no_cgroup=not cg.bases(),
+                                bind_devices=bind_devices)
     return Plan(planner.for_create(spec, layout, plan_opts).child, parent)
