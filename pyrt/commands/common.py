@@ -81,9 +81,8 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
         bpf = seccomp.program(spec.seccomp)
     from pyrt.procfs import in_user_namespace
 
-    # in a user namespace (the container's, or rootless podman's around pyrt) only the host's root may mknod
-    bind_devices = "user" in spec.namespaces or in_user_namespace()
-    if bind_devices:
+    in_userns = in_user_namespace()  # rootless podman's: as in the container's own, only the host's root may mknod
+    if "user" in spec.namespaces or in_userns:
         from pyrt import devices, userns
 
         if devices.needs_setup(spec):
@@ -101,5 +100,5 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
                                 trace=log.debugging() or opts.trace is not None,
                                 seccomp=spec.seccomp.flags if bpf is not None else None,
                                 console=spec.process.terminal, root=root, no_cgroup=not cg.bases(),
-                                bind_devices=bind_devices)
+                                in_userns=in_userns)
     return Plan(planner.for_create(spec, layout, plan_opts).child, parent)
