@@ -162,8 +162,14 @@ class Globals:
         self.log: str = values["log"]
         self.log_format: str = values["log-format"]
         self.debug: bool = values["debug"]
-        #: --rootless: auto (the default) is rootless unless run by root (rootless.py)
-        self.rootless: bool = values["rootless"] == "true" or (values["rootless"] == "auto" and os.geteuid() != 0)
+        self._rootless: str = values["rootless"]
+
+    @property
+    def rootless(self) -> bool:
+        """--rootless: auto (the default) is rootless unless run by the host's root (rootless.py)."""
+        from pyrt import rootless
+
+        return rootless.enabled(self._rootless)
 
 
 def parse_flags(flags: tuple, argv: list[str], interspersed: bool) -> tuple[dict, list[str]]:
@@ -307,7 +313,8 @@ def _main(argv: list[str]) -> int:
         raise Usage(f'invalid --rootless value "{values["rootless"]}": use true, false or auto')
     if values["root"] is None:
         values["root"] = "/run/pyrt"
-        if values["rootless"] != "false" and os.geteuid() != 0:
+        maybe_userns = "XDG_RUNTIME_DIR" in os.environ and os.environ.get("USER") != "root"  # rootless.default_root
+        if values["rootless"] != "false" and (os.geteuid() != 0 or maybe_userns):
             from pyrt import rootless
 
             values["root"] = rootless.default_root()

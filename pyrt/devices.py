@@ -28,13 +28,15 @@ def devices(spec: Spec) -> list[Device]:
     return [*default, *spec.devices]
 
 
-def steps(spec: Spec) -> list[Step]:
+def steps(spec: Spec, bind: bool) -> list[Step]:
+    """/dev's nodes and links; `bind`: in a user namespace, where only the host's root may mknod,
+    the host's nodes are bound instead, as runc."""
     if not needs_setup(spec):
         return []
     # as runc: /dev/ptmx is always the pts/ptmx symlink (podman --privileged lists the host's
     # /dev/ptmx node among its devices), and a node given for another link's path stays
     nodes = [d for d in devices(spec) if d.path != "/dev/ptmx"]
-    if "user" in spec.namespaces:  # mknod is the host's root's alone: bind the host's nodes, as runc
+    if bind:
         out = [Step("mount", d.path, d.path, "", MS_BIND, 0, "", True, 0, 0) for d in nodes]
     else:
         out = [Step("mknod", d.path, d.type, d.major, d.minor, d.file_mode, d.uid, d.gid) for d in nodes]

@@ -35,17 +35,20 @@ from pyrt.steps import Fd, Plan, Step
 class Options:
     """Command-line choices that shape the plan. `seccomp`: the seccomp(2) flags of a filter to
     load (None: no filter); `console`: a console socket will be there for a terminal; `root`:
-    the state root (the default cgroup path depends on it)."""
+    the state root (the default cgroup path depends on it); `in_userns`: pyrt runs in a user
+    namespace (rootless podman's), where, as in the container's own, mknod is refused."""
 
     __slots__ = ("id", "preserve_fds", "no_pivot", "no_new_keyring", "trace", "seccomp", "console", "root",
-                 "no_cgroup")
+                 "no_cgroup", "in_userns")
 
     def __init__(self, container_id: str, preserve_fds: int = 0, no_pivot: bool = False,
                  no_new_keyring: bool = False, trace: bool = False, seccomp: int | None = None,
-                 console: bool = False, root: str = "/run/pyrt", no_cgroup: bool = False) -> None:
+                 console: bool = False, root: str = "/run/pyrt", no_cgroup: bool = False,
+                 in_userns: bool = False) -> None:
         self.id, self.preserve_fds, self.no_pivot = container_id, preserve_fds, no_pivot
         self.no_new_keyring, self.trace, self.seccomp = no_new_keyring, trace, seccomp
         self.console, self.root, self.no_cgroup = console, root, no_cgroup
+        self.in_userns = in_userns
 
 
 def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
@@ -87,7 +90,7 @@ def for_create(spec: Spec, host: HostLayout, opts: Options) -> Plan:
         else:
             m = userns_mount(m, spec, new)
             steps.append(mounts.mount_step(m, m.opts, spec.bundle, dest))
-    steps += devices.steps(spec)
+    steps += devices.steps(spec, bind="user" in spec.namespaces or opts.in_userns)
     if proc.terminal:
         steps.append(Step("console", Fd("console"), *proc.console_size))
     if dev_readonly:

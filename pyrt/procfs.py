@@ -1,4 +1,5 @@
-"""What /proc says about a process that pyrt needs to trust a pid: its start time."""
+"""What /proc says that pyrt needs: a process's start time (to trust a pid), whether pyrt runs in a
+user namespace."""
 
 from __future__ import annotations
 
@@ -15,3 +16,14 @@ def start_time(pid: int) -> str | None:
     if fields[0] in (b"Z", b"X"):
         return None
     return fields[19].decode()
+
+
+def in_user_namespace() -> bool:
+    """Whether this process is in a user namespace other than the host's (runc's
+    RunningInUserNS): the initial one maps every id to itself, in one line. Rootless podman runs
+    the runtime as uid 0 of such a namespace (`podman unshare`): root there, not on the host."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False

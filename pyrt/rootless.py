@@ -16,14 +16,30 @@ from pyrt.errors import PyrtError
 
 
 def enabled(value: str) -> bool:
-    """--rootless auto|true|false: auto is rootless unless pyrt runs as root."""
-    return value == "true" or (value == "auto" and os.geteuid() != 0)
+    """--rootless auto|true|false: auto is rootless unless pyrt runs as the host's root; as root
+    of a user namespace (rootless podman's `podman unshare`) it is rootless too, as runc's
+    cgroupfs driver decides: the cgroups there are the host's, not its own."""
+    if value != "auto":
+        return value == "true"
+    from pyrt.procfs import in_user_namespace
+
+    return os.geteuid() != 0 or in_user_namespace()
 
 
 def default_root() -> str:
-    """Where a user's pyrt keeps its containers' state without --root."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.geteuid()}"
-    return os.path.join(base, "pyrt")
+    """Where pyrt keeps its containers' state without --root: /run/pyrt for root; a user's under
+    $XDG_RUNTIME_DIR (or /run/user/UID); root of a user namespace, as runc, under
+    $XDG_RUNTIME_DIR when it is set and $USER is not root (rootless podman sets both: the
+    namespace's root cannot write the host's /run/pyrt)."""
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if os.geteuid() != 0:
+        return os.path.join(xdg or f"/run/user/{os.geteuid()}", "pyrt")
+    if xdg and os.environ.get("USER") != "root":
+        from pyrt.procfs import in_user_namespace
+
+        if in_user_namespace():
+            return os.path.join(xdg, "pyrt")
+    return "/run/pyrt"
 
 
 def writable(cg: Cgroup) -> bool:

@@ -79,7 +79,10 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
         from pyrt import seccomp
 
         bpf = seccomp.program(spec.seccomp)
-    if "user" in spec.namespaces:
+    from pyrt.procfs import in_user_namespace
+
+    in_userns = in_user_namespace()  # rootless podman's: as in the container's own, only the host's root may mknod
+    if "user" in spec.namespaces or in_userns:
         from pyrt import devices, userns
 
         if devices.needs_setup(spec):
@@ -96,5 +99,6 @@ def prepare(root: str, container_id: str, spec, opts, rootless: bool = False):
     plan_opts = planner.Options(container_id, opts.preserve_fds, opts.no_pivot, opts.no_new_keyring,
                                 trace=log.debugging() or opts.trace is not None,
                                 seccomp=spec.seccomp.flags if bpf is not None else None,
-                                console=spec.process.terminal, root=root, no_cgroup=not cg.bases())
+                                console=spec.process.terminal, root=root, no_cgroup=not cg.bases(),
+                                in_userns=in_userns)
     return Plan(planner.for_create(spec, layout, plan_opts).child, parent)

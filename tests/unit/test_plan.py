@@ -223,7 +223,7 @@ def test_default_devices_and_overrides(bundle_dir):
     s = make_spec(bundle_dir, lambda c: c["linux"].update(devices=[
         {"path": "/dev/null", "type": "c", "major": 1, "minor": 3, "fileMode": 0o600, "uid": 9, "gid": 9},
         {"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]))
-    plan = devices.steps(s)
+    plan = devices.steps(s, bind=False)
     nodes = {st["path"]: st.values[1:] for st in plan if st.name == "mknod"}
     assert set(nodes) == {"/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
                           "/dev/fuse"}
@@ -240,7 +240,7 @@ def test_dev_bind_mounted_from_the_host_gets_no_nodes(bundle_dir, kind, options)
     def host_dev(c):
         c["mounts"][1] = {"destination": "/dev", "type": kind, "source": "/dev", "options": options}
         c["linux"]["devices"] = [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]
-    assert devices.steps(make_spec(bundle_dir, host_dev)) == []
+    assert devices.steps(make_spec(bundle_dir, host_dev), bind=False) == []
 
 
 # ----------------------------------------------------------------------------- the process
