@@ -230,6 +230,29 @@ def test_failing_start_container_hook_fails_start(rt, bundle, tmp_path):
     rt.ok("delete", cid)
 
 
+def test_failing_start_container_hook_then_delete_force_leaves_nothing(rt, bundle, tmp_path):
+    """Whatever `start` says (runc 1.5: success, the error on the container's stderr), the init
+    and what the hook left running (no pid namespace to end them) are gone after delete --force."""
+    pid_file = tmp_path / "out" / "bg.pid"
+    with_out_dir(bundle, tmp_path)
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+    script = "sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > /tmp/out/bg.pid; exit 4"
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
+    bundle.args("sleep", "1000")
+    cid = rt.create(bundle)
+    init = rt.state(cid)["pid"]
+    rt("start", cid)
+    rt.ok("delete", "--force", cid)
+    assert rt("state", cid).returncode == 1
+    for pid in (init, int(pid_file.read_text())):
+        for _ in range(100):  # a zombie until its parent reaps it: only a running one is a leak
+            if not os.path.exists(f"/proc/{pid}") or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"process {pid} left running")
+
+
 @pytest.mark.pyrt_only
 def test_failing_poststart_and_poststop_are_only_logged(rt, bundle, tmp_path):
     """The spec: log a warning, run the remaining hooks, go on (runc kills the container)."""
