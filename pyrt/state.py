@@ -220,10 +220,13 @@ class Container:
         return cg
 
     def oci_state(self, owner: str = "") -> dict:
-        """runc's state object: status computed now, pid 0 once stopped."""
+        """runc's state object: status computed now, pid 0 once stopped, `ociVersion` the
+        runtime-spec version pyrt implements (as runc; the config's is in the record)."""
+        from pyrt import SPEC_VERSION
+
         status = self.status().name
         r = self.record
-        out = {"ociVersion": r.oci_version, "id": r.id, "pid": 0 if status == "stopped" else r.pid,
+        out = {"ociVersion": SPEC_VERSION, "id": r.id, "pid": 0 if status == "stopped" else r.pid,
                "status": status, "bundle": r.bundle, "rootfs": r.rootfs, "created": r.created, "owner": owner}
         if r.annotations:
             out["annotations"] = r.annotations

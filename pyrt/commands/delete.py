@@ -31,7 +31,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         status.require("delete --force" if force else "delete")
         if status != "stopped":
             _devices_back(c.dir_fd)
-            _kill_and_wait(c)
+            kill_and_wait(c)
         journal.undo(c.dir_fd)  # its cgroup, its network (and whatever else create made)
         hooks.poststop(c.record)
         c.remove()
@@ -74,7 +74,7 @@ def _delete_killed_create(root: str, container_id: str) -> None:
         c.close()
 
 
-def _kill_and_wait(c) -> None:
+def kill_and_wait(c) -> None:
     """SIGKILL the init and the container's other processes, and wait until the init has exited."""
     import select
 
