@@ -25,10 +25,13 @@ def main(g, opts: dict, args: list[str]) -> int:
 
 
 def _require_controlling_terminal() -> None:
-    """`exec --tty` without --detach relays the caller's terminal: as runc 1.5, one without a
-    controlling terminal fails (`exec failed: open /dev/tty: no such device or address`, 255)."""
+    """`exec --tty` without --detach relays the caller's terminal: as runc 1.5, a caller whose
+    stdio is no terminal and who has no controlling terminal either fails (`exec failed: open
+    /dev/tty: no such device or address`, 255)."""
     import os
 
+    if any(os.isatty(fd) for fd in (0, 1, 2)):
+        return
     try:
         os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
     except OSError as e:
