@@ -187,7 +187,8 @@ class _Writer:
     # -- pids, block I/O, hugepages, rdma, network -----------------------------------------
 
     def pids(self, limit: int) -> None:
-        self.add("pids.limit", self.version("pids", "pids", "pids"), "pids", "pids.max", _max(limit or -1))
+        """-1 is no limit; 0 is 1, as runc 1.5 (config and `update --pids-limit`): the init only."""
+        self.add("pids.limit", self.version("pids", "pids", "pids"), "pids", "pids.max", _max(limit or 1))
 
     def block_io(self, b: Section) -> None:
         if b.weight is None and b.leaf_weight is None and not b.weight_devices and not b.throttles:
