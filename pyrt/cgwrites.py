@@ -101,6 +101,10 @@ class _Writer:
             if cur is not None and int(cur) < limit:
                 m.reader.fail(f"{limit} is above the memory+swap limit in force ({cur}): set the swap limit too",
                               "limit")
+        if limit == -1 and swap is None and self.current:  # as runc 1.5: no memory limit lifts the swap one
+            cur = self.current("memory", "memory.memsw.limit_in_bytes")
+            if cur is not None and int(cur) < 1 << 62:
+                swap = -1
         writes = []
         if limit is not None:
             writes.append(("memory.limit", "memory.limit_in_bytes", limit))
