@@ -121,9 +121,7 @@ def after_start(c, watch: int, init=None) -> None:
         try:
             run("poststart", poststart, st)
         except PyrtError:
-            from pyrt.commands.delete import kill_and_wait
-
-            kill_and_wait(c)  # as runc 1.5: the process does not outlive its failed poststart
+            c.kill_and_wait()  # as runc 1.5: the process does not outlive its failed poststart
             raise
 
 

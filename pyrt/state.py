@@ -232,6 +232,30 @@ class Container:
             out["annotations"] = r.annotations
         return out
 
+    def kill_and_wait(self) -> None:
+        """SIGKILL the init and the container's other processes, and wait until the init has
+        exited (`delete --force`, and `start` after a failed poststart hook)."""
+        import _signal as signal  # the C module: `signal` only adds enums
+        import select
+
+        try:
+            pidfd = os.pidfd_open(self.record.pid)
+        except ProcessLookupError:
+            return
+        try:
+            if self.init_alive():
+                cg = self.cgroup()
+                if cg.frozen():
+                    cg.kill(signal.SIGKILL)
+                    cg.freeze(False)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                cg.kill(signal.SIGKILL)
+                select.select([pidfd], [], [], 10)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
+
     def remove(self) -> None:
         """Remove the state directory (the lock goes with it)."""
         try:
