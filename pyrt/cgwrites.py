@@ -101,6 +101,10 @@ class _Writer:
             if cur is not None and int(cur) < limit:
                 m.reader.fail(f"{limit} is above the memory+swap limit in force ({cur}): set the swap limit too",
                               "limit")
+        if limit == -1 and swap is None and self.current:  # as runc 1.5: no memory limit lifts the swap one
+            cur = self.current("memory", "memory.memsw.limit_in_bytes")
+            if cur is not None and int(cur) < 1 << 62:
+                swap = -1
         writes = []
         if limit is not None:
             writes.append(("memory.limit", "memory.limit_in_bytes", limit))
@@ -187,7 +191,8 @@ class _Writer:
     # -- pids, block I/O, hugepages, rdma, network -----------------------------------------
 
     def pids(self, limit: int) -> None:
-        self.add("pids.limit", self.version("pids", "pids", "pids"), "pids", "pids.max", _max(limit or -1))
+        """-1 is no limit; 0 is 1, as runc 1.5 (config and `update --pids-limit`): the init only."""
+        self.add("pids.limit", self.version("pids", "pids", "pids"), "pids", "pids.max", _max(limit or 1))
 
     def block_io(self, b: Section) -> None:
         if b.weight is None and b.leaf_weight is None and not b.weight_devices and not b.throttles:

@@ -346,11 +346,12 @@ def _check_namespaces(s: dict) -> None:
     for key in ("hostname", "domainname"):
         # without a uts namespace of its own, the container would rename the host (runc refuses
         # that too: `unable to set domainname without a private UTS namespace`); a joined one is
-        # another container's, or the host's (runc 1.5 renames it: pyrt does not)
+        # named as runc 1.5 names it, unless it is the host's (runc 1.5 renames the host: pyrt does not)
         if s[key] and "uts" not in ns:
             raise ConfigError(f"config.json: {key}: unable to set {key} without a private UTS namespace")
-        if s[key] and ns["uts"]:
-            raise ConfigError(f"config.json: {key}: cannot set the {key} of a joined uts namespace")
+        if s[key] and ns["uts"] and _is_the_hosts(ns["uts"], "uts"):
+            raise ConfigError(f"config.json: {key}: the joined uts namespace is the host's (pyrt never renames the "
+                              "host)")
     from pyrt import mounts
 
     for i, m in enumerate(s["mounts"]):  # idmapped mounts: bind mounts, with mappings given or implied
@@ -360,6 +361,22 @@ def _check_namespaces(s: dict) -> None:
         if not _namespaced(key, new):
             raise ConfigError(f'config.json: linux.sysctl: "{key}" is not in a namespace of the container '
                               "(it would change the host)")
+
+
+def _is_the_hosts(path: str, kind: str) -> bool:
+    """Whether the namespace at `path` is the host's (pid 1's) or pyrt's own (one that cannot be
+    looked at is not joined either: create fails there)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    for who in ("self", "1"):
+        try:
+            if os.path.samestat(st, os.stat(f"/proc/{who}/ns/{kind}")):
+                return True
+        except OSError:  # pid 1's may be closed to us: then it cannot be joined by us either
+            pass
+    return False
 
 
 def _namespaced(key: str, new: set[str]) -> bool:

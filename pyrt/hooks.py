@@ -10,7 +10,8 @@
 
 A hook gets the container's state JSON on stdin, only its own env, no fd of ours, and its
 process group is killed at its timeout. A failure before the process runs fails the
-operation; poststart and poststop failures are logged and the rest goes on, as the spec says.
+operation; as runc 1.5, a failing poststart hook fails `start` and kills the container's processes
+(the spec leaves it open); poststop failures are logged and the rest goes on.
 """
 
 from __future__ import annotations
@@ -43,9 +44,14 @@ def from_record(record, kind: str) -> list[Hook]:
     return [Hook(h["path"], h["args"], h["env"], h["timeout"]) for h in record.hooks.get(kind, [])]
 
 
-def state(oci_version: str, container_id: str, status: str, pid: int, bundle: str, annotations: dict) -> dict:
-    """The runtime-spec state object hooks read on stdin."""
-    out = {"ociVersion": oci_version, "id": container_id, "status": status, "pid": pid, "bundle": bundle}
+def state(container_id: str, status: str, pid: int, bundle: str, annotations: dict) -> dict:
+    """The runtime-spec state object hooks read on stdin: `ociVersion` the runtime-spec version
+    pyrt implements, as runc (not the config's); no `pid` once stopped (0 is not a process)."""
+    from pyrt import SPEC_VERSION
+
+    out = {"ociVersion": SPEC_VERSION, "id": container_id, "status": status, "pid": pid, "bundle": bundle}
+    if status == "stopped":
+        del out["pid"]
     if annotations:
         out["annotations"] = annotations
     return out
@@ -81,7 +87,7 @@ def at_sync(spec: Spec, container_id: str, init, annotations: dict) -> None:
     if not any(spec.hooks.get(kind) for kind in _SYNC):
         return
     init.wait(protocol.HOOKS)
-    creating = state(spec.oci_version, container_id, "creating", init.pid, spec.bundle, annotations)
+    creating = state(container_id, "creating", init.pid, spec.bundle, annotations)
     run("prestart", spec.hooks.get("prestart", []), creating, cwd=spec.bundle)  # runc: in the bundle
     run("createRuntime", spec.hooks.get("createRuntime", []), creating, cwd=spec.bundle)
     created = dict(creating, status="created")
@@ -111,8 +117,12 @@ def after_start(c, watch: int, init=None) -> None:
     record = c.record
     poststart = from_record(record, "poststart")
     if poststart:
-        st = state(record.oci_version, record.id, "running", record.pid, record.bundle, record.annotations)
-        run("poststart", poststart, st, must_succeed=False)
+        st = state(record.id, "running", record.pid, record.bundle, record.annotations)
+        try:
+            run("poststart", poststart, st)
+        except PyrtError:
+            c.kill_and_wait()  # as runc 1.5: the process does not outlive its failed poststart
+            raise
 
 
 def _wait_exec(watch: int) -> None:
@@ -136,7 +146,7 @@ def poststop(record) -> None:
     """`delete`, once the container is gone: the poststop hooks (of a state.Record), failures logged."""
     hooks = from_record(record, "poststop")
     if hooks:
-        st = state(record.oci_version, record.id, "stopped", 0, record.bundle, record.annotations)
+        st = state(record.id, "stopped", 0, record.bundle, record.annotations)
         run("poststop", hooks, st, must_succeed=False)
 
 

@@ -171,7 +171,7 @@ class _Create:
         from pyrt import hooks, seccomp
 
         spec, p = self.spec, self.spec.seccomp
-        st = hooks.state(spec.oci_version, self.id, "creating", self.init.pid, spec.bundle, self.annotations)
+        st = hooks.state(self.id, "creating", self.init.pid, spec.bundle, self.annotations)
         seccomp.send_listener(p.listener, p.metadata, fd, self.init.pid, st)
 
     def idmap_trees(self, trees: list) -> None:
@@ -253,7 +253,7 @@ class _Create:
             from pyrt import hooks
 
             spec = self.spec
-            st = hooks.state(spec.oci_version, self.id, "stopped", 0, spec.bundle, self.annotations)
+            st = hooks.state(self.id, "stopped", 0, spec.bundle, self.annotations)
             hooks.run("poststop", spec.hooks.get("poststop", []), st, must_succeed=False)
         if undone:
             self.c.remove()
@@ -388,7 +388,7 @@ def exec_process(c: state.Container, proc, preserve_fds: int, console_socket: st
             from pyrt import hooks
 
             r = c.record
-            st = hooks.state(r.oci_version, r.id, c.status().name, r.pid, r.bundle, r.annotations)
+            st = hooks.state(r.id, c.status().name, r.pid, r.bundle, r.annotations)
         if trace is None:
             init = start(plan, slots, 0, target)
         else:

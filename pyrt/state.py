@@ -220,14 +220,41 @@ class Container:
         return cg
 
     def oci_state(self, owner: str = "") -> dict:
-        """runc's state object: status computed now, pid 0 once stopped."""
+        """runc's state object: status computed now, pid 0 once stopped, `ociVersion` the
+        runtime-spec version pyrt implements (as runc; the config's is in the record)."""
+        from pyrt import SPEC_VERSION
+
         status = self.status().name
         r = self.record
-        out = {"ociVersion": r.oci_version, "id": r.id, "pid": 0 if status == "stopped" else r.pid,
+        out = {"ociVersion": SPEC_VERSION, "id": r.id, "pid": 0 if status == "stopped" else r.pid,
                "status": status, "bundle": r.bundle, "rootfs": r.rootfs, "created": r.created, "owner": owner}
         if r.annotations:
             out["annotations"] = r.annotations
         return out
+
+    def kill_and_wait(self) -> None:
+        """SIGKILL the init and the container's other processes, and wait until the init has
+        exited (`delete --force`, and `start` after a failed poststart hook)."""
+        import _signal as signal  # the C module: `signal` only adds enums
+        import select
+
+        try:
+            pidfd = os.pidfd_open(self.record.pid)
+        except ProcessLookupError:
+            return
+        try:
+            if self.init_alive():
+                cg = self.cgroup()
+                if cg.frozen():
+                    cg.kill(signal.SIGKILL)
+                    cg.freeze(False)
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                cg.kill(signal.SIGKILL)
+                select.select([pidfd], [], [], 10)
+        except ProcessLookupError:
+            pass
+        finally:
+            os.close(pidfd)
 
     def remove(self) -> None:
         """Remove the state directory (the lock goes with it)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -163,21 +164,44 @@ def test_domainname_in_a_new_uts_namespace(rt, bundle, host_domainname):
     assert ran(rt, bundle) == "pyrt-test.invalid\n"
 
 
-@pytest.mark.pyrt_only
+@pytest.mark.not_runc_1_1
 @pytest.mark.parametrize("key", ["domainname", "hostname"])
-def test_no_names_for_a_joined_uts_namespace(rt, bundle, host_domainname, key):
-    """A joined uts namespace is another container's (or the host's, /proc/self/ns/uts): runc 1.5
-    renames it; pyrt refuses, for the hostname as for the domainname."""
+def test_names_for_a_joined_uts_namespace(rt, bundle, host_domainname, key):
+    """As runc 1.5: the hostname and domainname of a joined uts namespace (another container's)
+    are set; the host's and the host's names stay as they were."""
     other = subprocess.Popen(["unshare", "--uts", "sleep", "100"])
     try:
+        for _ in range(100):  # until unshare has made it
+            if os.readlink(f"/proc/{other.pid}/ns/uts") != os.readlink("/proc/self/ns/uts"):
+                break
+            time.sleep(0.01)
         without_ns(bundle.config, "uts")
         bundle.config["linux"]["namespaces"].append({"type": "uts", "path": f"/proc/{other.pid}/ns/uts"})
         bundle.config.pop("hostname")
         bundle.config[key] = "renamed"
-        assert f"{key}: cannot set the {key} of a joined uts namespace" in refused(rt, bundle)
+        bundle.args("cat", f"/proc/sys/kernel/{key}").write()
+        assert ran(rt, bundle) == "renamed\n"
+        inside = subprocess.run(["nsenter", "-t", str(other.pid), "--uts", "cat", f"/proc/sys/kernel/{key}"],
+                                capture_output=True, text=True, check=True).stdout
+        assert inside == "renamed\n"
+        assert Path(f"/proc/sys/kernel/{key}").read_text() != "renamed\n"
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.pyrt_only
+@pytest.mark.parametrize("key", ["domainname", "hostname"])
+@pytest.mark.parametrize("path", ["/proc/self/ns/uts", "/proc/thread-self/ns/uts"])
+def test_no_names_for_the_hosts_uts_namespace(rt, bundle, host_domainname, key, path):
+    """runc 1.5 renames the host when the joined uts namespace is the host's: pyrt refuses."""
+    before = Path(f"/proc/sys/kernel/{key}").read_text()
+    without_ns(bundle.config, "uts")
+    bundle.config["linux"]["namespaces"].append({"type": "uts", "path": path})
+    bundle.config.pop("hostname")
+    bundle.config[key] = "renamed"
+    assert f"{key}: the joined uts namespace is the host's" in refused(rt, bundle)
+    assert Path(f"/proc/sys/kernel/{key}").read_text() == before
 
 
 # ----------------------------------------------------------------------------- 3 input files

@@ -230,23 +230,63 @@ def test_failing_start_container_hook_fails_start(rt, bundle, tmp_path):
     rt.ok("delete", cid)
 
 
-@pytest.mark.pyrt_only
-def test_failing_poststart_and_poststop_are_only_logged(rt, bundle, tmp_path):
-    """The spec: log a warning, run the remaining hooks, go on (runc kills the container)."""
+def test_failing_start_container_hook_then_delete_force_leaves_nothing(rt, bundle, tmp_path):
+    """Whatever `start` says (runc 1.5: success, the error on the container's stderr), the init
+    and what the hook left running (no pid namespace to end them) are gone after delete --force."""
+    pid_file = tmp_path / "out" / "bg.pid"
+    with_out_dir(bundle, tmp_path)
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "pid"]
+    script = "sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > /tmp/out/bg.pid; exit 4"
+    bundle.config["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]}
+    bundle.args("sleep", "1000")
+    cid = rt.create(bundle)
+    init = rt.state(cid)["pid"]
+    rt("start", cid)
+    rt.ok("delete", "--force", cid)
+    assert rt("state", cid).returncode == 1
+    for pid in (init, int(pid_file.read_text())):
+        for _ in range(100):  # a zombie until its parent reaps it: only a running one is a leak
+            if not os.path.exists(f"/proc/{pid}") or "State:\tZ" in Path(f"/proc/{pid}/status").read_text():
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError(f"process {pid} left running")
+
+
+def test_failing_poststart_fails_start_and_kills(rt, bundle, tmp_path):
+    """As runc 1.5: a failing poststart hook fails `start` (its remaining hooks do not run) and
+    kills the process; the poststop hooks' state has no pid."""
     out = tmp_path / "out"
     out.mkdir()
     failing = {"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]}
-    bundle.config["hooks"] = {"poststart": [failing, recorder(str(out), "poststart")],
-                              "poststop": [failing, recorder(str(out), "poststop")]}
+    bundle.config["hooks"] = {"poststart": [recorder(str(out), "poststart"), failing, recorder(str(out), "late")],
+                              "poststop": [recorder(str(out), "poststop")]}
     bundle.args("sleep", "1000")
     cid = rt.create(bundle)
+    init = rt.state(cid)["pid"]
     r = rt("start", cid)
-    assert r.returncode == 0 and "error running poststart hook #0: /bin/sh: exit status 5" in r.stderr
-    assert rt.state(cid)["status"] == "running"
+    assert r.returncode == 1 and "error running poststart hook #1: " in r.stderr and "exit status 5" in r.stderr
+    rt.wait_status(cid, "stopped")
     assert log_of(out) == ["poststart"]
+    assert not os.path.exists(f"/proc/{init}") or "State:\tZ" in Path(f"/proc/{init}/status").read_text()
+    rt.ok("delete", cid)
+    assert log_of(out) == ["poststart", "poststop"]
+    stopped = json.loads((out / "poststop.json").read_text())
+    assert stopped["status"] == "stopped" and "pid" not in stopped  # as runc 1.5: no process to name
+    assert rt("state", cid).returncode == 1
+
+
+@pytest.mark.pyrt_only
+def test_failing_poststop_is_only_logged(rt, bundle, tmp_path):
+    """The spec: log a warning, run the remaining hooks, go on (runc 1.5 fails `delete`)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle.config["hooks"] = {"poststop": [{"path": "/bin/sh", "args": ["sh", "-c", "exit 5"]},
+                                           recorder(str(out), "poststop")]}
+    cid = rt.create(bundle)
     r = rt("delete", "--force", cid)
     assert r.returncode == 0 and "error running poststop hook #0: /bin/sh: exit status 5" in r.stderr
-    assert log_of(out) == ["poststart", "poststop"]
+    assert log_of(out) == ["poststop"]
     assert rt("state", cid).returncode == 1
 
 

@@ -35,7 +35,7 @@ void step_resolve_exec(const union arg *a)
 		if (fstatat(at, arg0, &st, 0) < 0)
 			fail(errno, "exec: \"%s\": stat %s", arg0, arg0);
 		if (S_ISDIR(st.st_mode))
-			fail(EACCES, "exec: \"%s\"", arg0);
+			fail(EISDIR, "exec: \"%s\"", arg0);   /* runc's words (execve would say EACCES) */
 		if (faccessat(at, arg0, X_OK, 0) < 0)
 			fail(errno, "exec: \"%s\"", arg0);
 		snprintf(ctx.exe, sizeof ctx.exe, "%s", arg0);

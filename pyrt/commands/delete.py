@@ -4,7 +4,6 @@ its state directory. `delete --force` of a create that was killed undoes what it
 
 from __future__ import annotations
 
-import _signal as signal  # the C module: `signal` only adds enums, ~5 ms of imports
 import os
 
 from pyrt.errors import PyrtError
@@ -31,7 +30,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         status.require("delete --force" if force else "delete")
         if status != "stopped":
             _devices_back(c.dir_fd)
-            _kill_and_wait(c)
+            c.kill_and_wait()
         journal.undo(c.dir_fd)  # its cgroup, its network (and whatever else create made)
         hooks.poststop(c.record)
         c.remove()
@@ -72,26 +71,3 @@ def _delete_killed_create(root: str, container_id: str) -> None:
         c.remove()
     finally:
         c.close()
-
-
-def _kill_and_wait(c) -> None:
-    """SIGKILL the init and the container's other processes, and wait until the init has exited."""
-    import select
-
-    try:
-        pidfd = os.pidfd_open(c.record.pid)
-    except ProcessLookupError:
-        return
-    try:
-        if c.init_alive():
-            cg = c.cgroup()
-            if cg.frozen():
-                cg.kill(signal.SIGKILL)
-                cg.freeze(False)
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            cg.kill(signal.SIGKILL)
-            select.select([pidfd], [], [], 10)
-    except ProcessLookupError:
-        pass
-    finally:
-        os.close(pidfd)

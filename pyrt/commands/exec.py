@@ -24,6 +24,20 @@ def main(g, opts: dict, args: list[str]) -> int:
         raise PyrtError(f"exec failed: {e}", 255) from None
 
 
+def _require_controlling_terminal() -> None:
+    """`exec --tty` without --detach relays the caller's terminal: as runc 1.5, a caller whose
+    stdio is no terminal and who has no controlling terminal either fails (`exec failed: open
+    /dev/tty: no such device or address`, 255)."""
+    import os
+
+    if any(os.isatty(fd) for fd in (0, 1, 2)):
+        return
+    try:
+        os.close(os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC))
+    except OSError as e:
+        raise PyrtError(f"open /dev/tty: {os.strerror(e.errno).lower()}") from None
+
+
 def _exec(root: str, container_id: str, argv: list[str], opts: dict) -> int:
     from pyrt.commands.common import tracer
 
@@ -64,6 +78,7 @@ def _exec_traced(root: str, container_id: str, argv: list[str], opts: dict, trac
             if proc.terminal:
                 from pyrt.terminal import Relay
 
+                _require_controlling_terminal()
                 relay = Relay(3 + opts["preserve-fds"])
         init = launch.exec_process(c, proc, opts["preserve-fds"], console_socket, relay.child_fd if relay else -1,
                                    trace, _cgroup_subs(opts["cgroup"]), opts["pidfd-socket"])
