@@ -25,15 +25,15 @@ import argparse
 import http.client
 import json
 import os
-import random
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+
+from bench import free_port  # bench/bench.py, beside this script
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUSYBOX = os.path.join(REPO, "bundles", "busybox", "rootfs")
@@ -41,18 +41,6 @@ HELLO = os.path.join(REPO, "bundles", "hello-world")
 NET = {"org.pyrt.network.bridge": "pyrtbench0", "org.pyrt.network.subnet": "10.213.250.0/24"}
 CNI = "/usr/lib/cni"
 SETUP = re.compile(r"network: .*: ([0-9.]+) ms \(\+ ([0-9.]+) ms to import pyroute2\)")
-
-
-def free_port() -> int:
-    """A free port below the ephemeral range (the HTTP client's connections use that)."""
-    while True:
-        port = random.randrange(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-                return port
-            except OSError:
-                continue
 
 
 def bundle(tmp: str, name: str, config: dict) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -243,3 +244,21 @@ def cgroup_mount_shows_own_cgroup(rt, bundle, read_only: bool = True) -> None:
     assert lines[0] == "42", r.stdout + r.stderr
     assert all(line.endswith(":/") for line in lines[1:] if line != "writable"), r.stdout
     assert "writable" not in r.stdout or not read_only
+
+
+def create_while_frozen(rt, bundle, thaw) -> tuple[int | None, str]:
+    """`create` where the container's cgroup would be frozen: (its exit status, None if it hung
+    for 20 s; its stderr). `thaw()` runs after either, so nothing stays stuck. stderr goes to a
+    file, not a pipe: a frozen init would hold a pipe open."""
+    bundle.write()
+    with open(bundle.path / "stderr", "w+") as err:
+        create = subprocess.Popen(rt.cmd("create", "--bundle", str(bundle.path), rt.new_id()),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            code = create.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = None
+        thaw()
+        create.wait()
+        err.seek(0)
+        return code, err.read()

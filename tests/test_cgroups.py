@@ -546,18 +546,7 @@ def test_a_frozen_cgroup_is_refused(rt, bundle, host_cgroup):
     freeze = UNIFIED / host_cgroup.name / "cgroup.freeze"
     freeze.write_text("1")
     bundle.config["linux"]["cgroupsPath"] = "/" + host_cgroup.name
-    bundle.write()
-    with open(bundle.path / "stderr", "w+") as err:  # not a pipe: a frozen init would hold it
-        create = subprocess.Popen(rt.cmd("create", "--bundle", str(bundle.path), rt.new_id()),
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-        try:
-            code = create.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            code = None
-        freeze.write_text("0")
-        create.wait()
-        err.seek(0)
-        message = err.read()
+    code, message = cgroupfs.create_while_frozen(rt, bundle, lambda: freeze.write_text("0"))
     assert code == 1 and "container's cgroup unexpectedly frozen" in message, (code, message)
 
 

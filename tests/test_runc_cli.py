@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cgroupfs import UNIFIED, v1_mounts
+from cgroupfs import UNIFIED, create_while_frozen, v1_mounts
 from conftest import reap
 
 
@@ -210,18 +210,7 @@ def test_create_below_a_frozen_parent_is_refused(rt, bundle, where):
     try:
         (parent / state[0]).write_text(state[1])
         bundle.config["linux"]["cgroupsPath"] = f"/{parent.name}/c"
-        bundle.write()
-        with open(bundle.path / "stderr", "w+") as err:  # not a pipe: a frozen init would hold it
-            create = subprocess.Popen(rt.cmd("create", "--bundle", str(bundle.path), rt.new_id()),
-                                      stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
-            try:
-                code = create.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                code = None
-            (parent / state[0]).write_text(state[2])
-            create.wait()
-            err.seek(0)
-            message = err.read()
+        code, message = create_while_frozen(rt, bundle, lambda: (parent / state[0]).write_text(state[2]))
         assert code == 1 and "container's cgroup unexpectedly frozen" in message, (code, message)
         assert message.count("\n") == 1
     finally:
