@@ -104,7 +104,9 @@ BAD = {  # the config change, pyrt's words (runc's differ: it names the value or
 }
 
 
-@pytest.mark.parametrize("name", BAD)
+@pytest.mark.parametrize("name", [
+    # runc 1.5 sets the host's lo down before the kernel refuses to move it: never ask it to
+    pytest.param(n, marks=pytest.mark.pyrt_only) if n == "loopback" else n for n in BAD])
 def test_refused(rt, bundle, link, name):
     edit, words = BAD[name]
     with_devices(bundle, {link: {"name": "eth7"}})
